@@ -1,0 +1,155 @@
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { PGlite } from '@electric-sql/pglite';
+import { Kysely, PostgresDialect } from 'kysely';
+import pg from 'pg';
+import type { AppConfig } from '../config/config.js';
+import { PGliteDialect } from './pglite-driver.js';
+import type { Database } from './schema.js';
+
+/**
+ * A session of its own, outside the pool: for LISTEN and for session-level advisory locks, which
+ * must live exactly as long as the session does (so a dead leader's lock dies with it).
+ */
+export interface DedicatedSession {
+  tryAdvisoryLock(key: bigint): Promise<boolean>;
+  advisoryUnlock(key: bigint): Promise<void>;
+  /** Resolves when the session is lost (connection error or end). */
+  readonly lost: Promise<Error>;
+  close(): Promise<void>;
+}
+
+export interface DatabaseHandle {
+  readonly kind: 'postgres' | 'pglite';
+  readonly db: Kysely<Database>;
+  /** Subscribes to a NOTIFY channel. Returns the unsubscribe function. */
+  listen(channel: string, onNotify: () => void): Promise<() => Promise<void>>;
+  openSession(): Promise<DedicatedSession>;
+  close(): Promise<void>;
+}
+
+const INT8_OID = 20;
+
+/** Postgres `bigint` as a JS number everywhere (PGlite already does this): positions stay below 2^53. */
+const pgTypes = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+    oid === INT8_OID
+      ? (value: string) => Number(value)
+      : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+};
+
+export function createPgPool(url: string, max: number): pg.Pool {
+  return new pg.Pool({
+    connectionString: url,
+    max,
+    types: pgTypes,
+    connectionTimeoutMillis: 5_000,
+    idleTimeoutMillis: 30_000,
+    application_name: 'upgrade-ledger',
+  });
+}
+
+async function openPostgres(url: string, poolMax: number): Promise<DatabaseHandle> {
+  const pool = createPgPool(url, poolMax);
+  // An idle client that loses its connection emits 'error' on the pool; without a listener
+  // that would crash the process during a database restart. The next checkout reconnects.
+  pool.on('error', () => {});
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+
+  const connectClient = async () => {
+    const client = new pg.Client({
+      connectionString: url,
+      types: pgTypes,
+      application_name: 'upgrade-ledger',
+    });
+    const lost = new Promise<Error>((resolve) => {
+      client.on('error', (err) => resolve(err));
+      client.on('end', () => resolve(new Error('session ended')));
+    });
+    await client.connect();
+    return { client, lost };
+  };
+
+  return {
+    kind: 'postgres',
+    db,
+    async listen(channel, onNotify) {
+      const { client, lost } = await connectClient();
+      client.on('notification', (msg) => {
+        if (msg.channel === channel) onNotify();
+      });
+      await client.query(`listen ${pg.escapeIdentifier(channel)}`);
+      void lost.then(() => onNotify());
+      return async () => {
+        await client.end().catch(() => {});
+      };
+    },
+    async openSession() {
+      const { client, lost } = await connectClient();
+      return {
+        lost,
+        async tryAdvisoryLock(key) {
+          const { rows } = await client.query<{ ok: boolean }>(
+            'select pg_try_advisory_lock($1::bigint) as ok',
+            [key.toString()],
+          );
+          return rows[0]?.ok === true;
+        },
+        async advisoryUnlock(key) {
+          await client.query('select pg_advisory_unlock($1::bigint)', [key.toString()]);
+        },
+        async close() {
+          await client.end().catch(() => {});
+        },
+      };
+    },
+    async close() {
+      await db.destroy();
+    },
+  };
+}
+
+async function openPGlite(dataDir: string | undefined, instance?: PGlite): Promise<DatabaseHandle> {
+  let pglite = instance;
+  if (!pglite) {
+    const dir = dataDir ? path.resolve(dataDir, 'pgdata') : undefined;
+    if (dir) await mkdir(dir, { recursive: true });
+    pglite = await PGlite.create(dir ?? 'memory://');
+  }
+  const db = new Kysely<Database>({ dialect: new PGliteDialect(pglite) });
+  const pgl = pglite;
+  return {
+    kind: 'pglite',
+    db,
+    async listen(channel, onNotify) {
+      const unlisten = await pgl.listen(channel, () => onNotify());
+      return async () => {
+        if (!pgl.closed) await unlisten();
+      };
+    },
+    async openSession() {
+      // One process, one session: whoever asks is the only one, so the lock is always theirs.
+      return {
+        lost: new Promise<Error>(() => {}),
+        tryAdvisoryLock: async () => true,
+        advisoryUnlock: async () => {},
+        close: async () => {},
+      };
+    },
+    async close() {
+      await db.destroy();
+    },
+  };
+}
+
+/** Opens the configured database: Postgres when DATABASE_URL is set, otherwise embedded PGlite. */
+export function openDatabase(config: Pick<AppConfig, 'database'>): Promise<DatabaseHandle> {
+  return config.database.kind === 'postgres'
+    ? openPostgres(config.database.url, config.database.poolMax)
+    : openPGlite(config.database.dataDir);
+}
+
+/** Wraps an existing PGlite instance (tests clone a migrated template into one per file). */
+export function wrapPGlite(instance: PGlite): Promise<DatabaseHandle> {
+  return openPGlite(undefined, instance);
+}

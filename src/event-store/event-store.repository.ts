@@ -1,0 +1,252 @@
+import { randomUUID } from 'node:crypto';
+import { Inject, Injectable } from '@nestjs/common';
+import { type Kysely, sql, type Transaction } from 'kysely';
+import {
+  ConcurrencyConflict,
+  type ExpectedVersion,
+  IdempotencyConflict,
+  InvalidInput,
+} from '../common/errors.js';
+import type { DatabaseHandle } from '../database/database.js';
+import { DATABASE } from '../database/database.module.js';
+import { isUniqueViolation } from '../database/pg-errors.js';
+import type { Database, EventRow, Json } from '../database/schema.js';
+import { eventHash, GENESIS_HASH } from '../ledger/hashing.js';
+import type {
+  AppendOptions,
+  AppendResult,
+  NewEvent,
+  ReadStreamOptions,
+  StoredEvent,
+} from './event-store.types.js';
+import { assertStorableJson } from './storable-json.js';
+
+/** NOTIFY channel that wakes the sequencer when events commit. */
+export const EVENTS_CHANNEL = 'upgrade_ledger_events';
+export const MAX_EVENTS_PER_APPEND = 1000;
+
+const STREAM_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$/;
+const EVENT_TYPE = /^[A-Za-z][A-Za-z0-9._-]{0,99}$/;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+interface PreparedEvent {
+  eventId: string;
+  type: string;
+  schemaVersion: number;
+  data: Json;
+  metadata: { [key: string]: Json };
+}
+
+/**
+ * The append-only event store. Appends to different streams run concurrently: each takes only
+ * its own stream's row lock (compare-and-set on `stream.version`), never a global one.
+ */
+@Injectable()
+export class EventStore {
+  private readonly db: Kysely<Database>;
+
+  constructor(@Inject(DATABASE) handle: DatabaseHandle) {
+    this.db = handle.db;
+  }
+
+  /**
+   * Appends events to a stream if it is at the expected version.
+   *
+   * @example
+   * await store.append('rollout-42', [{ type: 'RolloutPlanned', data: plan }], { expectedVersion: 'no_stream' });
+   * // → { streamVersion: 1, eventIds: ['…'], duplicate: false }
+   */
+  async append(streamId: string, events: NewEvent[], options: AppendOptions = {}): Promise<AppendResult> {
+    const expected = options.expectedVersion ?? 'any';
+    const prepared = this.prepare(streamId, events, expected);
+    const streamType = options.streamType ?? streamId.split('-')[0] ?? streamId;
+    try {
+      return await this.db
+        .transaction()
+        .execute((trx) => this.appendIn(trx, streamId, streamType, prepared, expected));
+    } catch (err) {
+      // A concurrent identical retry won the race to insert these event ids: answer as it did.
+      if (isUniqueViolation(err, 'event_event_id_key')) {
+        const original = await this.originalResult(this.db, streamId, prepared);
+        if (original) return original;
+      }
+      throw err;
+    }
+  }
+
+  private async appendIn(
+    trx: Transaction<Database>,
+    streamId: string,
+    streamType: string,
+    events: PreparedEvent[],
+    expected: ExpectedVersion,
+  ): Promise<AppendResult> {
+    await trx
+      .insertInto('stream')
+      .values({ stream_id: streamId, stream_type: streamType, version: 0, head_hash: GENESIS_HASH })
+      .onConflict((oc) => oc.column('stream_id').doNothing())
+      .execute();
+    // The row lock serialises appends to this stream only.
+    const stream = await trx
+      .selectFrom('stream')
+      .select(['version', 'head_hash'])
+      .where('stream_id', '=', streamId)
+      .forUpdate()
+      .executeTakeFirstOrThrow();
+
+    // Checked under the lock, so an earlier identical append that just committed is seen.
+    const original = await this.originalResult(trx, streamId, events);
+    if (original) return original;
+
+    const actual = stream.version;
+    if (!versionMatches(expected, actual)) {
+      throw new ConcurrencyConflict(streamId, expected, actual === 0 ? 'no_stream' : actual);
+    }
+
+    const recordedAt = new Date().toISOString();
+    let prevHash = stream.head_hash;
+    const rows = events.map((e, i) => {
+      const streamVersion = actual + i + 1;
+      const hash = eventHash(prevHash, { ...e, streamId, streamVersion, recordedAt });
+      const row = {
+        event_id: e.eventId,
+        stream_id: streamId,
+        stream_version: streamVersion,
+        type: e.type,
+        schema_version: e.schemaVersion,
+        data: JSON.stringify(e.data),
+        metadata: JSON.stringify(e.metadata),
+        recorded_at: recordedAt,
+        prev_hash: prevHash,
+        hash,
+      };
+      prevHash = hash;
+      return row;
+    });
+    await trx.insertInto('event').values(rows).execute();
+    const streamVersion = actual + events.length;
+    await trx
+      .updateTable('stream')
+      .set({ version: streamVersion, head_hash: prevHash, updated_at: new Date(recordedAt) })
+      .where('stream_id', '=', streamId)
+      .execute();
+    // Delivered at commit; only a wake-up call, the sequencer's polling is the truth.
+    await sql`select pg_notify(${EVENTS_CHANNEL}, '')`.execute(trx);
+    return { streamVersion, eventIds: events.map((e) => e.eventId), duplicate: false };
+  }
+
+  /**
+   * The result of an earlier append of exactly these event ids to this stream, if there was one.
+   * Ids reused elsewhere (another stream, or only some of them) are an IdempotencyConflict.
+   */
+  private async originalResult(
+    db: Kysely<Database>,
+    streamId: string,
+    events: PreparedEvent[],
+  ): Promise<AppendResult | undefined> {
+    const ids = events.map((e) => e.eventId);
+    const found = await db
+      .selectFrom('event')
+      .select(['event_id', 'stream_id', 'stream_version'])
+      .where('event_id', 'in', ids)
+      .execute();
+    if (found.length === 0) return undefined;
+    const sameAppend =
+      found.length === ids.length &&
+      found.every((r) => r.stream_id === streamId) &&
+      isConsecutive(found.map((r) => r.stream_version).sort((a, b) => a - b));
+    if (!sameAppend) {
+      throw new IdempotencyConflict(
+        found.map((r) => r.event_id),
+        'these event ids were already recorded in a different append',
+      );
+    }
+    return {
+      streamVersion: Math.max(...found.map((r) => r.stream_version)),
+      eventIds: ids,
+      duplicate: true,
+    };
+  }
+
+  /** Reads a stream in version order, optionally between two versions (inclusive). */
+  async readStream(streamId: string, options: ReadStreamOptions = {}): Promise<StoredEvent[]> {
+    let query = this.db.selectFrom('event').selectAll().where('stream_id', '=', streamId);
+    if (options.fromVersion !== undefined) query = query.where('stream_version', '>=', options.fromVersion);
+    if (options.toVersion !== undefined) query = query.where('stream_version', '<=', options.toVersion);
+    const rows = await query.orderBy('stream_version').execute();
+    return rows.map(toStoredEvent);
+  }
+
+  /** The stream's current version, or undefined when it has no events. */
+  async streamVersion(streamId: string): Promise<number | undefined> {
+    const row = await this.db
+      .selectFrom('stream')
+      .select('version')
+      .where('stream_id', '=', streamId)
+      .executeTakeFirst();
+    return row && row.version > 0 ? row.version : undefined;
+  }
+
+  private prepare(streamId: string, events: NewEvent[], expected: ExpectedVersion): PreparedEvent[] {
+    if (!STREAM_ID.test(streamId)) {
+      throw new InvalidInput('streamId', 'must be 1-200 characters of letters, digits, ".", "_", ":" or "-"');
+    }
+    if (typeof expected === 'number' && (!Number.isSafeInteger(expected) || expected < 0)) {
+      throw new InvalidInput('expectedVersion', 'must be any, no_stream, exists or a whole number ≥ 0');
+    }
+    if (events.length === 0) throw new InvalidInput('events', 'must hold at least one event');
+    if (events.length > MAX_EVENTS_PER_APPEND) {
+      throw new InvalidInput('events', `must hold at most ${MAX_EVENTS_PER_APPEND} events`);
+    }
+    const seen = new Set<string>();
+    return events.map((e, i) => {
+      const at = `events[${i}]`;
+      const eventId = (e.eventId ?? randomUUID()).toLowerCase();
+      if (!UUID.test(eventId)) throw new InvalidInput(`${at}.eventId`, 'must be a UUID');
+      if (seen.has(eventId)) throw new InvalidInput(`${at}.eventId`, 'is repeated in this append');
+      seen.add(eventId);
+      if (!EVENT_TYPE.test(e.type))
+        throw new InvalidInput(`${at}.type`, 'must be an identifier of up to 100 characters');
+      const schemaVersion = e.schemaVersion ?? 1;
+      if (!Number.isInteger(schemaVersion) || schemaVersion < 1 || schemaVersion > 1000) {
+        throw new InvalidInput(`${at}.schemaVersion`, 'must be a whole number from 1 to 1000');
+      }
+      assertStorableJson(e.data, `${at}.data`);
+      const metadata = e.metadata ?? {};
+      assertStorableJson(metadata, `${at}.metadata`);
+      return { eventId, type: e.type, schemaVersion, data: e.data, metadata };
+    });
+  }
+}
+
+function versionMatches(expected: ExpectedVersion, actual: number): boolean {
+  switch (expected) {
+    case 'any':
+      return true;
+    case 'no_stream':
+      return actual === 0;
+    case 'exists':
+      return actual > 0;
+    default:
+      return expected === actual;
+  }
+}
+
+function isConsecutive(sorted: number[]): boolean {
+  return sorted.every((v, i) => i === 0 || v === (sorted[i - 1] as number) + 1);
+}
+
+export function toStoredEvent(row: EventRow): StoredEvent {
+  return {
+    eventId: row.event_id,
+    streamId: row.stream_id,
+    streamVersion: row.stream_version,
+    type: row.type,
+    schemaVersion: row.schema_version,
+    data: row.data,
+    metadata: row.metadata as { [key: string]: Json },
+    recordedAt: row.recorded_at.toISOString(),
+    prevHash: row.prev_hash,
+    hash: row.hash,
+  };
+}

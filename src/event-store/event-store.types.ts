@@ -1,0 +1,45 @@
+import type { ExpectedVersion } from '../common/errors.js';
+import type { Json } from '../database/schema.js';
+
+export type { ExpectedVersion };
+
+export interface NewEvent {
+  /** Client-chosen UUID for idempotency; generated when absent. */
+  eventId?: string;
+  type: string;
+  schemaVersion?: number;
+  data: Json;
+  metadata?: { [key: string]: Json };
+}
+
+export interface AppendOptions {
+  expectedVersion?: ExpectedVersion;
+  /** Defaults to the stream id's prefix before the first `-`. */
+  streamType?: string;
+}
+
+export interface AppendResult {
+  /** The stream's version after the append (its last event's version). */
+  streamVersion: number;
+  eventIds: string[];
+  /** True when this call was a retry that recorded nothing new. */
+  duplicate: boolean;
+}
+
+export interface StoredEvent {
+  eventId: string;
+  streamId: string;
+  streamVersion: number;
+  type: string;
+  schemaVersion: number;
+  data: Json;
+  metadata: { [key: string]: Json };
+  recordedAt: string;
+  prevHash: string;
+  hash: string;
+}
+
+export interface ReadStreamOptions {
+  fromVersion?: number;
+  toVersion?: number;
+}

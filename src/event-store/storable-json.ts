@@ -1,0 +1,53 @@
+import { InvalidInput } from '../common/errors.js';
+
+const MAX_DEPTH = 64;
+// A lone UTF-16 surrogate: valid in a JS string, refused by Postgres jsonb.
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+function checkString(s: string, path: string): void {
+  if (s.includes('\u0000')) throw new InvalidInput(path, 'must not contain the NUL character (U+0000)');
+  if (LONE_SURROGATE.test(s)) throw new InvalidInput(path, 'must be well-formed Unicode (lone surrogate)');
+}
+
+/**
+ * Checks that a value survives a round trip through Postgres `jsonb` unchanged, so its hash
+ * still verifies when read back: plain JSON values only, no NUL, no lone surrogates, bounded
+ * depth, and no `__proto__`/`constructor`/`prototype` keys.
+ *
+ * @example
+ * assertStorableJson({ ok: 'yes' }, 'data'); // passes
+ * assertStorableJson({ bad: 'a\u0000b' }, 'data'); // throws InvalidInput at data.bad
+ */
+export function assertStorableJson(value: unknown, path: string, depth = 0): void {
+  if (depth > MAX_DEPTH) throw new InvalidInput(path, `nesting deeper than ${MAX_DEPTH} levels`);
+  if (value === null || typeof value === 'boolean') return;
+  if (typeof value === 'number') {
+    if (!Number.isFinite(value)) throw new InvalidInput(path, 'must be a finite number');
+    return;
+  }
+  if (typeof value === 'string') {
+    checkString(value, path);
+    return;
+  }
+  if (Array.isArray(value)) {
+    value.forEach((item, i) => {
+      assertStorableJson(item, `${path}[${i}]`, depth + 1);
+    });
+    return;
+  }
+  if (typeof value === 'object') {
+    const proto = Object.getPrototypeOf(value);
+    if (proto !== Object.prototype && proto !== null)
+      throw new InvalidInput(path, 'must be a plain JSON object');
+    for (const key of Object.keys(value)) {
+      const keyPath = `${path}.${key}`;
+      if (key === '__proto__' || key === 'constructor' || key === 'prototype') {
+        throw new InvalidInput(keyPath, 'reserved key is not allowed');
+      }
+      checkString(key, keyPath);
+      assertStorableJson((value as Record<string, unknown>)[key], keyPath, depth + 1);
+    }
+    return;
+  }
+  throw new InvalidInput(path, `a ${typeof value} is not JSON`);
+}

@@ -1,0 +1,258 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { type Kysely, type Selectable, sql } from 'kysely';
+import type { DatabaseHandle } from '../database/database.js';
+import { DATABASE } from '../database/database.module.js';
+import type { Database, EventTable, Json } from '../database/schema.js';
+import { ledgerHash } from './hashing.js';
+import type { Checkpoint, LedgerEntry, PublicKeyInfo } from './ledger.types.js';
+
+export interface SequencedBatch {
+  entries: { position: number; recordedAt: Date }[];
+  head: { position: number; hash: string };
+}
+
+const LEDGER_COLUMNS = [
+  'l.position',
+  'l.hash',
+  'l.prev_hash',
+  'e.stream_id',
+  'e.stream_version',
+  'e.event_id',
+  'e.type',
+  'e.schema_version',
+  'e.data',
+  'e.metadata',
+  'e.recorded_at',
+  'e.hash as event_hash',
+  'e.prev_hash as event_prev_hash',
+] as const;
+
+/** All SQL of the ledger: sequencing, reading, checkpoints and keys. */
+@Injectable()
+export class LedgerRepository {
+  private readonly db: Kysely<Database>;
+
+  constructor(@Inject(DATABASE) handle: DatabaseHandle) {
+    this.db = handle.db;
+  }
+
+  /**
+   * Gives the next committed events their ledger positions, in commit order.
+   *
+   * Only events of transactions below the snapshot's xmin are read: every transaction below it
+   * has ended, so no event can commit later with a smaller (tx_id, id) than one already read.
+   * The cursor row is locked for the whole batch, and `ledger.position` is the primary key, so
+   * even two sequencers at once could never leave a gap or a duplicate.
+   *
+   * @param ignoreSnapshot only for `rebase-after-restore`, with the service stopped.
+   */
+  async sequenceBatch(limit: number, ignoreSnapshot = false): Promise<SequencedBatch> {
+    return this.db.transaction().execute(async (trx) => {
+      const state = await trx
+        .selectFrom('sequencer_state')
+        .select(['position', 'head_hash', 'tx_id', 'event_row_id'])
+        .where('id', '=', 1)
+        .forUpdate()
+        .executeTakeFirstOrThrow();
+      let query = trx
+        .selectFrom('event as e')
+        .selectAll('e')
+        .where(sql<boolean>`(e.tx_id, e.id) > (${state.tx_id}::xid8, ${state.event_row_id}::bigint)`);
+      if (!ignoreSnapshot)
+        query = query.where(sql<boolean>`e.tx_id < pg_snapshot_xmin(pg_current_snapshot())`);
+      const events = await query.orderBy('e.tx_id').orderBy('e.id').limit(limit).execute();
+      if (events.length === 0) {
+        return { entries: [], head: { position: state.position, hash: state.head_hash } };
+      }
+      let prevHash = state.head_hash;
+      const rows = events.map((e, i) => {
+        const position = state.position + i + 1;
+        const hash = ledgerHash(prevHash, position, hashedEvent(e));
+        const row = { position, event_row_id: e.id, prev_hash: prevHash, hash };
+        prevHash = hash;
+        return row;
+      });
+      await trx.insertInto('ledger').values(rows).execute();
+      const last = events[events.length - 1] as Selectable<EventTable>;
+      const head = { position: state.position + events.length, hash: prevHash };
+      await trx
+        .updateTable('sequencer_state')
+        .set({ position: head.position, head_hash: head.hash, tx_id: last.tx_id, event_row_id: last.id })
+        .where('id', '=', 1)
+        .execute();
+      return {
+        entries: events.map((e, i) => ({ position: state.position + i + 1, recordedAt: e.recorded_at })),
+        head,
+      };
+    });
+  }
+
+  async head(): Promise<{ position: number; hash: string }> {
+    const s = await this.db
+      .selectFrom('sequencer_state')
+      .select(['position', 'head_hash'])
+      .where('id', '=', 1)
+      .executeTakeFirstOrThrow();
+    return { position: s.position, hash: s.head_hash };
+  }
+
+  /** Events appended but not yet given a ledger position. */
+  async pendingCount(): Promise<number> {
+    const s = await this.db
+      .selectFrom('sequencer_state')
+      .select(['tx_id', 'event_row_id'])
+      .where('id', '=', 1)
+      .executeTakeFirstOrThrow();
+    const row = await this.db
+      .selectFrom('event as e')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where(sql<boolean>`(e.tx_id, e.id) > (${s.tx_id}::xid8, ${s.event_row_id}::bigint)`)
+      .executeTakeFirstOrThrow();
+    return Number(row.n);
+  }
+
+  /** Entries with position > after, in order. */
+  async read(after: number, limit: number): Promise<LedgerEntry[]> {
+    const rows = await this.db
+      .selectFrom('ledger as l')
+      .innerJoin('event as e', 'e.id', 'l.event_row_id')
+      .select(LEDGER_COLUMNS)
+      .where('l.position', '>', after)
+      .orderBy('l.position')
+      .limit(limit)
+      .execute();
+    return rows.map((r) => ({
+      position: r.position,
+      hash: r.hash,
+      prevHash: r.prev_hash,
+      streamId: r.stream_id,
+      streamVersion: r.stream_version,
+      eventId: r.event_id,
+      type: r.type,
+      schemaVersion: r.schema_version,
+      data: r.data,
+      metadata: r.metadata as { [key: string]: Json },
+      recordedAt: r.recorded_at.toISOString(),
+      eventHash: r.event_hash,
+      eventPrevHash: r.event_prev_hash,
+    }));
+  }
+
+  async insertCheckpoint(c: Checkpoint): Promise<void> {
+    await this.db
+      .insertInto('checkpoint')
+      .values({
+        position: c.position,
+        head_hash: c.headHash,
+        created_at: c.createdAt,
+        key_id: c.keyId,
+        signature: c.signature,
+      })
+      .onConflict((oc) => oc.column('position').doNothing())
+      .execute();
+  }
+
+  async latestCheckpoint(): Promise<Checkpoint | undefined> {
+    const row = await this.db
+      .selectFrom('checkpoint')
+      .selectAll()
+      .orderBy('position', 'desc')
+      .limit(1)
+      .executeTakeFirst();
+    return row ? toCheckpoint(row) : undefined;
+  }
+
+  async checkpoints(after: number, limit: number): Promise<Checkpoint[]> {
+    const rows = await this.db
+      .selectFrom('checkpoint')
+      .selectAll()
+      .where('position', '>', after)
+      .orderBy('position')
+      .limit(limit)
+      .execute();
+    return rows.map(toCheckpoint);
+  }
+
+  async registerKey(keyId: string, publicKeyPem: string): Promise<void> {
+    await this.db
+      .insertInto('signing_key')
+      .values({ key_id: keyId, algorithm: 'ed25519', public_key_pem: publicKeyPem })
+      .onConflict((oc) => oc.column('key_id').doNothing())
+      .execute();
+  }
+
+  async publicKeys(): Promise<PublicKeyInfo[]> {
+    const rows = await this.db
+      .selectFrom('signing_key')
+      .selectAll()
+      .orderBy('created_at')
+      .orderBy('key_id')
+      .execute();
+    return rows.map((r) => ({
+      keyId: r.key_id,
+      algorithm: r.algorithm,
+      publicKeyPem: r.public_key_pem,
+      createdAt: r.created_at.toISOString(),
+    }));
+  }
+
+  /**
+   * Largest stored tx_id and the next one the server will assign. After a logical restore
+   * (pg_dump) into a fresh cluster, the first exceeds the second.
+   */
+  async transactionIdHorizon(): Promise<{ maxStored: bigint; next: bigint }> {
+    const { rows } = await sql<{ max_stored: string | null; next: string }>`
+      select (select tx_id from event order by tx_id desc limit 1)::text as max_stored,
+             pg_snapshot_xmax(pg_current_snapshot())::text as next`.execute(this.db);
+    const row = rows[0];
+    return { maxStored: BigInt(row?.max_stored ?? 0), next: BigInt(row?.next ?? 0) };
+  }
+
+  /**
+   * The fix after a logical restore: with the service stopped, sequence every restored event,
+   * then move the stored transaction ids (an ordering hint, never hashed) below the new
+   * cluster's counter so the sequencer's cursor works again. Needs the right to disable
+   * triggers (table owner), as a maintenance step.
+   */
+  async rebaseAfterRestore(batch: number): Promise<{ sequenced: number; rebased: number }> {
+    let sequenced = 0;
+    for (;;) {
+      const { entries } = await this.sequenceBatch(batch, true);
+      sequenced += entries.length;
+      if (entries.length < batch) break;
+    }
+    const rebased = await this.db.transaction().execute(async (trx) => {
+      await sql`alter table event disable trigger event_no_update_delete`.execute(trx);
+      const res = await sql`update event set tx_id = '0'::xid8 where tx_id <> '0'::xid8`.execute(trx);
+      await sql`alter table event enable trigger event_no_update_delete`.execute(trx);
+      await sql`update sequencer_state set tx_id = '0'::xid8,
+                event_row_id = coalesce((select max(id) from event), 0) where id = 1`.execute(trx);
+      return Number(res.numAffectedRows ?? 0);
+    });
+    return { sequenced, rebased };
+  }
+}
+
+export function hashedEvent(e: Selectable<EventTable>) {
+  return {
+    eventId: e.event_id,
+    streamId: e.stream_id,
+    streamVersion: e.stream_version,
+    type: e.type,
+    schemaVersion: e.schema_version,
+    data: e.data,
+    metadata: e.metadata,
+    recordedAt: e.recorded_at.toISOString(),
+    hash: e.hash,
+  };
+}
+
+function toCheckpoint(row: Selectable<Database['checkpoint']>): Checkpoint {
+  return {
+    position: row.position,
+    headHash: row.head_hash,
+    createdAt: row.created_at.toISOString(),
+    keyId: row.key_id,
+    signature: row.signature,
+  };
+}

@@ -1,0 +1,38 @@
+import 'reflect-metadata';
+import { createApp } from './app.js';
+import { createPinoLogger } from './common/logger.js';
+import { ConfigError, loadConfig } from './config/config.js';
+import { RestoredDatabaseError } from './ledger/sequencer.service.js';
+
+async function main(): Promise<void> {
+  let config: ReturnType<typeof loadConfig>;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`upgrade-ledger: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const logger = createPinoLogger(config.logLevel);
+  try {
+    const app = await createApp({ config, logger });
+    // SIGTERM/SIGINT: stop taking requests, let in-flight ones finish, then close the database.
+    app.enableShutdownHooks(['SIGTERM', 'SIGINT']);
+    await app.listen({ port: config.port, host: config.host });
+    logger.info(
+      { port: config.port, host: config.host, database: config.database.kind },
+      `upgrade-ledger listening on http://${config.host}:${config.port}`,
+    );
+  } catch (err) {
+    if (err instanceof RestoredDatabaseError) {
+      process.stderr.write(`upgrade-ledger: refusing to start.\n${err.message}\n`);
+      process.exit(3);
+    }
+    logger.fatal({ err }, 'upgrade-ledger failed to start');
+    process.exit(1);
+  }
+}
+
+void main();

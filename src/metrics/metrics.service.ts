@@ -1,0 +1,52 @@
+import { Injectable } from '@nestjs/common';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+
+/** One registry per application instance, so tests that start several apps never collide. */
+@Injectable()
+export class MetricsService {
+  readonly registry = new Registry();
+
+  readonly httpRequests = new Counter({
+    name: 'http_requests_total',
+    help: 'HTTP requests answered, by method, route and status code',
+    labelNames: ['method', 'route', 'status'] as const,
+    registers: [this.registry],
+  });
+
+  readonly httpDuration = new Histogram({
+    name: 'http_request_duration_seconds',
+    help: 'HTTP request duration',
+    labelNames: ['method', 'route'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [this.registry],
+  });
+
+  readonly eventsAppended = new Counter({
+    name: 'ledger_events_appended_total',
+    help: 'Events appended to the event store by this instance',
+    registers: [this.registry],
+  });
+
+  readonly ledgerHead = new Gauge({
+    name: 'ledger_head_position',
+    help: 'Ledger position of the last sequenced event seen by this instance',
+    registers: [this.registry],
+  });
+
+  readonly sequencerLeader = new Gauge({
+    name: 'ledger_sequencer_leader',
+    help: '1 when this instance holds the sequencer lock',
+    registers: [this.registry],
+  });
+
+  readonly sequencerLag = new Histogram({
+    name: 'ledger_sequencer_lag_seconds',
+    help: 'Time from an event being recorded to it receiving a ledger position',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry });
+  }
+}

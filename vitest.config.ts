@@ -1,0 +1,43 @@
+import swc from 'unplugin-swc';
+import { defineConfig } from 'vitest/config';
+
+// Three tiers by suffix: *.spec.ts is pure, *.int.spec.ts talks to a real database,
+// *.e2e.spec.ts drives the whole app over HTTP. The database tiers run on embedded PGlite,
+// or on the Postgres named by DATABASE_URL when it is set.
+const swcPlugin = swc.vite({ module: { type: 'es6' } });
+
+export default defineConfig({
+  plugins: [swcPlugin],
+  test: {
+    projects: [
+      {
+        plugins: [swcPlugin],
+        test: {
+          name: 'unit',
+          include: ['test/unit/**/*.spec.ts'],
+          testTimeout: 30_000,
+        },
+      },
+      {
+        plugins: [swcPlugin],
+        test: {
+          name: 'int',
+          include: ['test/integration/**/*.int.spec.ts'],
+          globalSetup: ['test/support/global-setup.ts'],
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
+        },
+      },
+      {
+        plugins: [swcPlugin],
+        test: {
+          name: 'e2e',
+          include: ['test/e2e/**/*.e2e.spec.ts'],
+          globalSetup: ['test/support/global-setup.ts'],
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
+        },
+      },
+    ],
+  },
+});
