@@ -6,9 +6,15 @@ import { defineConfig } from 'vitest/config';
 // or on the Postgres named by DATABASE_URL when it is set.
 const swcPlugin = swc.vite({ module: { type: 'es6' } });
 
+// Each tier's results also go to test-output/ as JSON, so .ci/run can print one closing count.
+const backend = process.env.DATABASE_URL ? 'postgres' : 'pglite';
+const runName = (process.env.npm_lifecycle_event ?? 'vitest').replace(/[^\w-]/g, '-');
+
 export default defineConfig({
   plugins: [swcPlugin],
   test: {
+    reporters: ['default', 'json'],
+    outputFile: { json: `test-output/${runName}-${backend}.json` },
     projects: [
       {
         plugins: [swcPlugin],

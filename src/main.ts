@@ -20,6 +20,15 @@ async function main(): Promise<void> {
     const app = await createApp({ config, logger });
     // SIGTERM/SIGINT: stop taking requests, let in-flight ones finish, then close the database.
     app.enableShutdownHooks(['SIGTERM', 'SIGINT']);
+    for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+      process.once(signal, () => {
+        // If draining hangs (a client that never finishes), exit anyway after the grace period.
+        setTimeout(() => {
+          logger.warn({ signal }, 'shutdown grace period over: exiting');
+          process.exit(1);
+        }, config.shutdownTimeoutMs).unref();
+      });
+    }
     await app.listen({ port: config.port, host: config.host });
     logger.info(
       { port: config.port, host: config.host, database: config.database.kind },
