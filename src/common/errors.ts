@@ -13,6 +13,7 @@ export type DomainErrorCode =
   | 'IdempotencyConflict'
   | 'InvalidInput'
   | 'NotFound'
+  | 'InvalidTransition'
   | 'DatabaseUnavailable';
 
 /** The stream was not at the version the caller expected. */
@@ -61,6 +62,18 @@ export class NotFound extends DomainError {
   ) {
     super(`${resource} ${id} not found`);
     this.name = 'NotFound';
+  }
+}
+
+/** A command that cannot be true in the aggregate's current state (completing a step never started). */
+export class InvalidTransition extends DomainError {
+  readonly code = 'InvalidTransition' as const;
+  constructor(
+    message: string,
+    readonly state: string,
+  ) {
+    super(message);
+    this.name = 'InvalidTransition';
   }
 }
 
