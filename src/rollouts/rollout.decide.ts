@@ -59,11 +59,18 @@ export function decide(command: RolloutCommand, state: RolloutState): RolloutEve
   switch (command.type) {
     case 'RevisePlan':
       if (state.status !== 'planned') refuse(state, 'the plan can only be revised before the rollout starts');
-      return [{ type: 'PlanRevised', data: withoutUndefined({ plan: command.plan, reason: command.reason }) }];
+      return [
+        { type: 'PlanRevised', data: withoutUndefined({ plan: command.plan, reason: command.reason }) },
+      ];
 
     case 'ApprovePlan':
       if (state.status !== 'planned') refuse(state, 'a plan can only be approved before the rollout starts');
-      return [{ type: 'PlanApproved', data: withoutUndefined({ approver: command.approver, comment: command.comment }) }];
+      return [
+        {
+          type: 'PlanApproved',
+          data: withoutUndefined({ approver: command.approver, comment: command.comment }),
+        },
+      ];
 
     case 'RecordReadback': {
       const { type: _, ...data } = command;
@@ -76,7 +83,8 @@ export function decide(command: RolloutCommand, state: RolloutState): RolloutEve
 
     case 'StartStep': {
       if (state.status === 'planned') refuse(state, 'start the rollout before its steps');
-      if (state.status === 'rolling_back') refuse(state, 'a rollback is under way: complete it before starting steps');
+      if (state.status === 'rolling_back')
+        refuse(state, 'a rollback is under way: complete it before starting steps');
       const step = state.steps.find((s) => s.id === command.stepId);
       if (step?.status === 'running') refuse(state, `step ${command.stepId} is already running`);
       if (step?.status === 'completed') refuse(state, `step ${command.stepId} has already completed`);
@@ -107,7 +115,12 @@ export function decide(command: RolloutCommand, state: RolloutState): RolloutEve
     case 'StartRollback':
       if (state.status === 'planned') refuse(state, 'nothing to roll back: the rollout has not started');
       if (state.status === 'rolling_back') refuse(state, 'a rollback is already under way');
-      return [{ type: 'RollbackStarted', data: withoutUndefined({ reason: command.reason, toStepId: command.toStepId }) }];
+      return [
+        {
+          type: 'RollbackStarted',
+          data: withoutUndefined({ reason: command.reason, toStepId: command.toStepId }),
+        },
+      ];
 
     case 'CompleteRollback':
       if (state.status !== 'rolling_back') refuse(state, 'no rollback is under way');

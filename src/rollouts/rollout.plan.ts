@@ -1,7 +1,12 @@
 import { z } from 'zod';
 
 /** The shared-truth and readiness surfaces of the platform (the contract boundary during rollout). */
-export const SURFACES = ['version-truth', 'contracts-drift', 'observability-readiness', 'recovery-readiness'] as const;
+export const SURFACES = [
+  'version-truth',
+  'contracts-drift',
+  'observability-readiness',
+  'recovery-readiness',
+] as const;
 export type Surface = (typeof SURFACES)[number];
 export const SHARED_TRUTH_SURFACES: readonly Surface[] = ['version-truth', 'contracts-drift'];
 export const READINESS_SURFACES: readonly Surface[] = ['observability-readiness', 'recovery-readiness'];
@@ -11,7 +16,10 @@ const text = (max = 1000) => z.string().trim().min(1).max(max);
 /** Ids appear in URLs: a conservative alphabet, no slashes, no dots-only traversal. */
 export const identifier = z
   .string()
-  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/, 'must be 1-100 letters, digits, ".", "_" or "-", starting with a letter or digit');
+  .regex(
+    /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/,
+    'must be 1-100 letters, digits, ".", "_" or "-", starting with a letter or digit',
+  );
 const version = z.string().trim().min(1).max(100);
 const isoDateTime = z.iso.datetime({ offset: true });
 
@@ -52,8 +60,14 @@ export const rollbackBoundary = z.strictObject({
 });
 
 export const verificationPlan = z.strictObject({
-  pre: z.array(surface).max(SURFACES.length * 2).optional(),
-  post: z.array(surface).max(SURFACES.length * 2).optional(),
+  pre: z
+    .array(surface)
+    .max(SURFACES.length * 2)
+    .optional(),
+  post: z
+    .array(surface)
+    .max(SURFACES.length * 2)
+    .optional(),
   representativePaths: z.array(text()).max(MAX_ITEMS).optional(),
 });
 
@@ -79,7 +93,11 @@ export const planSchema = z
     const seen = new Set<string>();
     plan.sequence?.forEach((step, i) => {
       if (seen.has(step.id)) {
-        ctx.addIssue({ code: 'custom', path: ['sequence', i, 'id'], message: `step id "${step.id}" is used twice` });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['sequence', i, 'id'],
+          message: `step id "${step.id}" is used twice`,
+        });
       }
       seen.add(step.id);
     });

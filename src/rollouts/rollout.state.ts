@@ -97,11 +97,28 @@ export function evolve(state: RolloutState, event: RecordedRolloutEvent): Rollou
   const e = event as RolloutEvent;
   switch (e.type) {
     case 'RolloutPlanned':
-      return { ...next, id: e.data.rolloutId, exists: true, plan: e.data.plan, planRevision: 1, steps: stepsOf(e.data.plan), createdAt: at };
+      return {
+        ...next,
+        id: e.data.rolloutId,
+        exists: true,
+        plan: e.data.plan,
+        planRevision: 1,
+        steps: stepsOf(e.data.plan),
+        createdAt: at,
+      };
     case 'PlanRevised':
-      return { ...next, plan: e.data.plan, planRevision: state.planRevision + 1, steps: stepsOf(e.data.plan), approvals: [] };
+      return {
+        ...next,
+        plan: e.data.plan,
+        planRevision: state.planRevision + 1,
+        steps: stepsOf(e.data.plan),
+        approvals: [],
+      };
     case 'PlanApproved':
-      return { ...next, approvals: [...state.approvals, { approver: e.data.approver, comment: e.data.comment, at }] };
+      return {
+        ...next,
+        approvals: [...state.approvals, { approver: e.data.approver, comment: e.data.comment, at }],
+      };
     case 'ReadbackRecorded':
       return { ...next, readbacks: [...state.readbacks, { ...e.data, at }] };
     case 'RolloutStarted':
@@ -120,21 +137,35 @@ export function evolve(state: RolloutState, event: RecordedRolloutEvent): Rollou
         })),
       };
     case 'StepCompleted':
-      return { ...next, steps: updateStep(state, e.data.stepId, (s) => ({ ...s, status: 'completed', completedAt: at })) };
+      return {
+        ...next,
+        steps: updateStep(state, e.data.stepId, (s) => ({ ...s, status: 'completed', completedAt: at })),
+      };
     case 'StepFailed':
       return {
         ...next,
-        steps: updateStep(state, e.data.stepId, (s) => ({ ...s, status: 'failed', failedAt: at, failureReason: e.data.reason })),
+        steps: updateStep(state, e.data.stepId, (s) => ({
+          ...s,
+          status: 'failed',
+          failedAt: at,
+          failureReason: e.data.reason,
+        })),
       };
     case 'PathVerified':
       return { ...next, pathVerifications: [...state.pathVerifications, { ...e.data, at }] };
     case 'RollbackStarted':
-      return { ...next, status: 'rolling_back', rollbacks: [...state.rollbacks, { ...e.data, startedAt: at }] };
+      return {
+        ...next,
+        status: 'rolling_back',
+        rollbacks: [...state.rollbacks, { ...e.data, startedAt: at }],
+      };
     case 'RollbackCompleted':
       return {
         ...next,
         status: 'in_progress',
-        rollbacks: state.rollbacks.map((r, i) => (i === state.rollbacks.length - 1 ? { ...r, completedAt: at } : r)),
+        rollbacks: state.rollbacks.map((r, i) =>
+          i === state.rollbacks.length - 1 ? { ...r, completedAt: at } : r,
+        ),
       };
     case 'RolloutCompleted':
       return { ...next, status: 'completed', completedAt: at };
