@@ -10,7 +10,8 @@ import type {
 import type { Plan, Surface } from './rollout.plan.js';
 
 export type RolloutStatus = 'planned' | 'in_progress' | 'rolling_back' | 'completed' | 'aborted';
-export type StepStatus = 'pending' | 'running' | 'completed' | 'failed';
+/** `rolled_back`: undone by a completed rollback; it may run again. */
+export type StepStatus = 'pending' | 'running' | 'completed' | 'failed' | 'rolled_back';
 
 export interface StepState {
   id: string;
@@ -83,6 +84,19 @@ function updateStep(state: RolloutState, stepId: string, update: (s: StepState) 
     return [...state.steps, update({ id: stepId, planned: false, status: 'pending', attempts: 0 })];
   }
   return state.steps.map((s) => (s.id === stepId ? update(s) : s));
+}
+
+/**
+ * Steps a completed rollback undid: those from `toStepId` (the first step it undoes) onwards in
+ * plan order, or every step when no target was named. Steps that never ran stay pending.
+ */
+function undoneBy(state: RolloutState, toStepId: string | undefined): StepState[] {
+  const from = toStepId === undefined ? 0 : state.steps.findIndex((s) => s.id === toStepId);
+  return state.steps.map((s, i) =>
+    (from < 0 ? s.id === toStepId : i >= from) && s.status !== 'pending'
+      ? { ...s, status: 'rolled_back' }
+      : s,
+  );
 }
 
 /**
@@ -163,6 +177,7 @@ export function evolve(state: RolloutState, event: RecordedRolloutEvent): Rollou
       return {
         ...next,
         status: 'in_progress',
+        steps: undoneBy(state, state.rollbacks.at(-1)?.toStepId),
         rollbacks: state.rollbacks.map((r, i) =>
           i === state.rollbacks.length - 1 ? { ...r, completedAt: at } : r,
         ),

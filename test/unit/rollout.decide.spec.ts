@@ -642,3 +642,46 @@ describe('the decider spec helper', () => {
     ).rejects.toThrow(/awaited or returned/);
   });
 });
+
+describe('decide: steps after a completed rollback', () => {
+  const rolledBackToApi = [
+    ev.planned(),
+    ev.started(),
+    ev.stepStarted('schema'),
+    ev.stepCompleted('schema'),
+    ev.stepStarted('api'),
+    ev.stepCompleted('api'),
+    ev.rollbackStarted('api errors', 'api'),
+    ev.rollbackCompleted(),
+  ];
+
+  it('lets a step the rollback undid run again', () => {
+    spec
+      .given(rolledBackToApi)
+      .when({ type: 'StartStep', stepId: 'api' })
+      .then([{ type: 'StepStarted', data: { stepId: 'api' } }]);
+  });
+
+  it('still refuses to re-run a step before the rollback target', () => {
+    spec
+      .given(rolledBackToApi)
+      .when({ type: 'StartStep', stepId: 'schema' })
+      .thenThrows(InvalidTransition, 'step schema has already completed');
+  });
+
+  it('undoes every step that ran when the rollback names no target', () => {
+    const state = [
+      ...rolledBackToApi.slice(0, 6),
+      ev.rollbackStarted('errors'),
+      ev.rollbackCompleted(),
+    ].reduce(
+      (s, e, i) => evolve(s, { ...e, streamVersion: i + 1, recordedAt: new Date(0).toISOString() }),
+      initialState(ROLLOUT_ID),
+    );
+    expect(state.steps.map((s) => [s.id, s.status])).toEqual([
+      ['schema', 'rolled_back'],
+      ['api', 'rolled_back'],
+      ['docs', 'pending'],
+    ]);
+  });
+});
