@@ -44,9 +44,35 @@ interface PreparedEvent {
 @Injectable()
 export class EventStore {
   private readonly db: Kysely<Database>;
+  private notifying = false;
+  private notifyAgain = false;
 
   constructor(@Inject(DATABASE) handle: DatabaseHandle) {
     this.db = handle.db;
+  }
+
+  /**
+   * Wakes the sequencer (on whichever replica leads) after a commit. Not inside the append's
+   * transaction: a NOTIFY there takes Postgres's database-wide notify lock through the commit and
+   * its fsync, which would make concurrent appends commit one at a time. Coalesced: at most one
+   * in flight per process. Only a wake-up call: the sequencer's polling is the truth.
+   */
+  private wakeSequencer(): void {
+    if (this.notifying) {
+      this.notifyAgain = true;
+      return;
+    }
+    this.notifying = true;
+    void sql`select pg_notify(${EVENTS_CHANNEL}, '')`
+      .execute(this.db)
+      .catch(() => {})
+      .finally(() => {
+        this.notifying = false;
+        if (this.notifyAgain) {
+          this.notifyAgain = false;
+          this.wakeSequencer();
+        }
+      });
   }
 
   /**
@@ -61,9 +87,11 @@ export class EventStore {
     const prepared = this.prepare(streamId, events, expected);
     const streamType = options.streamType ?? streamId.split('-')[0] ?? streamId;
     try {
-      return await this.db
+      const result = await this.db
         .transaction()
         .execute((trx) => this.appendIn(trx, streamId, streamType, prepared, expected));
+      if (!result.duplicate) this.wakeSequencer();
+      return result;
     } catch (err) {
       // A concurrent identical retry won the race to insert these event ids: answer as it did.
       if (isUniqueViolation(err, 'event_event_id_key')) {
@@ -81,6 +109,11 @@ export class EventStore {
     events: PreparedEvent[],
     expected: ExpectedVersion,
   ): Promise<AppendResult> {
+    // Appends to one stream must get their transaction ids in the order they commit, because the
+    // sequencer orders the ledger by tx_id. An id is assigned at the first write, and a losing
+    // speculative insert of a new stream row writes before it waits, so wait first: this lock
+    // writes nothing. Per stream (a hash collision only serialises two streams), never global.
+    await sql`select pg_advisory_xact_lock(hashtextextended(${streamId}, 0))`.execute(trx);
     await trx
       .insertInto('stream')
       .values({ stream_id: streamId, stream_type: streamType, version: 0, head_hash: GENESIS_HASH })
@@ -130,8 +163,6 @@ export class EventStore {
       .set({ version: streamVersion, head_hash: prevHash, updated_at: new Date(recordedAt) })
       .where('stream_id', '=', streamId)
       .execute();
-    // Delivered at commit; only a wake-up call, the sequencer's polling is the truth.
-    await sql`select pg_notify(${EVENTS_CHANNEL}, '')`.execute(trx);
     return { streamVersion, eventIds: events.map((e) => e.eventId), duplicate: false };
   }
 
@@ -175,6 +206,36 @@ export class EventStore {
     if (options.toVersion !== undefined) query = query.where('stream_version', '<=', options.toVersion);
     const rows = await query.orderBy('stream_version').execute();
     return rows.map(toStoredEvent);
+  }
+
+  /**
+   * A stream's events with their ledger positions (null until sequenced), optionally only those
+   * at or before a ledger position or a time: the stream as it was then.
+   */
+  async readStreamAsOf(
+    streamId: string,
+    asOf?: { position: number } | { time: Date },
+  ): Promise<(StoredEvent & { position: number | null })[]> {
+    let query = this.db
+      .selectFrom('event as e')
+      .leftJoin('ledger as l', 'l.event_row_id', 'e.id')
+      .selectAll('e')
+      .select('l.position')
+      .where('e.stream_id', '=', streamId);
+    if (asOf && 'position' in asOf) query = query.where('l.position', '<=', asOf.position);
+    if (asOf && 'time' in asOf) query = query.where('e.recorded_at', '<=', asOf.time);
+    const rows = await query.orderBy('e.stream_version').execute();
+    return rows.map((row) => ({ ...toStoredEvent(row), position: row.position }));
+  }
+
+  /** Where an event id was recorded, if it was. */
+  async findEvent(eventId: string): Promise<StoredEvent | undefined> {
+    const row = await this.db
+      .selectFrom('event')
+      .selectAll()
+      .where('event_id', '=', eventId)
+      .executeTakeFirst();
+    return row ? toStoredEvent(row) : undefined;
   }
 
   /** The stream's current version, or undefined when it has no events. */
