@@ -1,6 +1,7 @@
 import { type DynamicModule, Module } from '@nestjs/common';
 import { APP_GUARD } from '@nestjs/core';
 import { AuthGuard } from './auth/auth.guard.js';
+import { AuthModule } from './auth/auth.module.js';
 import type { AppConfig } from './config/config.js';
 import { ConfigModule } from './config/config.module.js';
 import type { DatabaseHandle } from './database/database.js';
@@ -9,6 +10,8 @@ import { EventStoreModule } from './event-store/event-store.module.js';
 import { HealthModule } from './health/health.module.js';
 import { LedgerModule } from './ledger/ledger.module.js';
 import { MetricsModule } from './metrics/metrics.module.js';
+import { ProjectionStoreModule, ProjectionsModule } from './projections/projections.module.js';
+import { RolloutsModule } from './rollouts/rollouts.module.js';
 
 export interface AppOptions {
   config: AppConfig;
@@ -25,8 +28,12 @@ export class AppModule {
         ConfigModule.forRoot(config),
         DatabaseModule.forRoot(database),
         MetricsModule,
+        AuthModule,
         EventStoreModule,
         LedgerModule,
+        ProjectionStoreModule,
+        RolloutsModule,
+        ProjectionsModule,
         HealthModule,
       ],
       providers: [{ provide: APP_GUARD, useClass: AuthGuard }],

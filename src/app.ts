@@ -1,13 +1,16 @@
 import { randomUUID } from 'node:crypto';
-import { StandardSchemaValidationPipe } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import { LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { AppModule, type AppOptions } from './app.module.js';
+import { configureHttpSecurity } from './auth/http-security.js';
 import { createPinoLogger, PinoNestLogger } from './common/logger.js';
+import { setupOpenApi } from './common/openapi.js';
 import { ProblemFilter } from './common/problem.filter.js';
+import { SchemaValidationPipe } from './common/validation.pipe.js';
 import { MetricsService } from './metrics/metrics.service.js';
+import { VERSION } from './version.js';
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
@@ -39,10 +42,14 @@ export async function createApp(options: CreateAppOptions): Promise<NestFastifyA
     abortOnError: false,
   });
   app.useGlobalFilters(new ProblemFilter());
-  app.useGlobalPipes(new StandardSchemaValidationPipe());
+  app.useGlobalPipes(new SchemaValidationPipe());
 
   const metrics = app.get(MetricsService);
   const fastify = app.getHttpAdapter().getInstance();
+  // Set on arrival too: an SSE stream never goes through onSend, but Nest sends it the reply's headers.
+  fastify.addHook('onRequest', async (request, reply) => {
+    void reply.header('x-request-id', request.id);
+  });
   fastify.addHook('onSend', async (request, reply, payload) => {
     void reply.header('x-request-id', request.id);
     return payload;
@@ -53,6 +60,8 @@ export async function createApp(options: CreateAppOptions): Promise<NestFastifyA
     metrics.httpDuration.observe({ method: request.method, route }, reply.elapsedTime / 1000);
   });
 
+  await configureHttpSecurity(app, config);
+  setupOpenApi(app, VERSION);
   await app.init();
   await fastify.ready();
   return app;

@@ -1,63 +1,77 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import {
   type CanActivate,
   type ExecutionContext,
-  Inject,
+  ForbiddenException,
   Injectable,
   UnauthorizedException,
 } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
-import type { FastifyRequest } from 'fastify';
-import { APP_CONFIG, type AppConfig } from '../config/config.js';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { ApiKeysService } from './api-keys.service.js';
+import { type AuthenticatedRequest, type Principal, READ_ROLES, ROLES_KEY, type Role } from './principal.js';
 import { IS_PUBLIC } from './public.decorator.js';
 
-export interface Principal {
-  id: string;
-  name: string;
-  role: 'admin';
-}
-
-export type AuthenticatedRequest = FastifyRequest & { principal?: Principal };
-
-const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();
-
-/** Compares two secrets in constant time (over their digests, so lengths leak nothing either). */
-export function secretsEqual(a: string, b: string): boolean {
-  return timingSafeEqual(digest(a), digest(b));
-}
-
-/**
- * Every route needs a bearer key unless it is marked @Public(). The environment's ADMIN_TOKEN
- * is an admin key.
- */
-@Injectable()
-export class AuthGuard implements CanActivate {
-  private readonly adminTokenDigest: Buffer | undefined;
-
-  constructor(
-    private readonly reflector: Reflector,
-    @Inject(APP_CONFIG) config: AppConfig,
-  ) {
-    this.adminTokenDigest = config.adminToken ? digest(config.adminToken) : undefined;
-  }
-
-  canActivate(context: ExecutionContext): boolean {
-    if (this.reflector.getAllAndOverride<boolean>(IS_PUBLIC, [context.getHandler(), context.getClass()])) {
-      return true;
-    }
-    const request = context.switchToHttp().getRequest<AuthenticatedRequest>();
-    const token = bearerToken(request.headers.authorization);
-    if (!token) throw new UnauthorizedException('an API key is required: Authorization: Bearer <key>');
-    if (this.adminTokenDigest && timingSafeEqual(digest(token), this.adminTokenDigest)) {
-      request.principal = { id: 'env:ADMIN_TOKEN', name: 'ADMIN_TOKEN', role: 'admin' };
-      return true;
-    }
-    throw new UnauthorizedException('the API key is not valid');
-  }
-}
-
+/** The bearer token of an `Authorization: Bearer <token>` header, or undefined. */
 export function bearerToken(header: string | undefined): string | undefined {
   if (!header) return undefined;
   const match = /^Bearer ([\x21-\x7e]{1,512})$/i.exec(header.trim());
   return match?.[1];
+}
+
+const resolved = new WeakMap<FastifyRequest, Promise<Principal | undefined>>();
+
+/**
+ * The principal of a request's bearer key, or undefined (no key, or not a valid one). Looked up
+ * once per request: the rate limiter (an onRequest hook) and the guard share the answer.
+ */
+export function authenticateRequest(
+  request: FastifyRequest,
+  keys: ApiKeysService,
+): Promise<Principal | undefined> {
+  let principal = resolved.get(request);
+  if (!principal) {
+    const token = bearerToken(request.headers.authorization);
+    principal = token ? keys.authenticate(token) : Promise.resolve(undefined);
+    resolved.set(request, principal);
+  }
+  return principal;
+}
+
+/**
+ * Every route needs a valid bearer key unless it is marked @Public(): a missing or invalid key
+ * is 401, a key without a role the route allows is 403. Routes without @Roles() are open to
+ * READ_ROLES; admin passes every role check.
+ */
+@Injectable()
+export class AuthGuard implements CanActivate {
+  constructor(
+    private readonly reflector: Reflector,
+    private readonly keys: ApiKeysService,
+  ) {}
+
+  async canActivate(context: ExecutionContext): Promise<boolean> {
+    const targets = [context.getHandler(), context.getClass()];
+    if (this.reflector.getAllAndOverride<boolean>(IS_PUBLIC, targets)) return true;
+
+    const http = context.switchToHttp();
+    const request = http.getRequest<AuthenticatedRequest>();
+    const hasToken = bearerToken(request.headers.authorization) !== undefined;
+    const principal = await authenticateRequest(request, this.keys);
+    if (!principal) {
+      // RFC 6750: a 401 names the scheme it wants.
+      void http.getResponse<FastifyReply>().header('WWW-Authenticate', 'Bearer realm="upgrade-ledger"');
+      throw new UnauthorizedException(
+        hasToken
+          ? 'the API key is not valid: it is unknown, revoked or expired'
+          : 'an API key is required: Authorization: Bearer <key>',
+      );
+    }
+    request.principal = principal;
+
+    const allowed = this.reflector.getAllAndOverride<Role[] | undefined>(ROLES_KEY, targets) ?? READ_ROLES;
+    if (principal.role === 'admin' || allowed.includes(principal.role)) return true;
+    throw new ForbiddenException(
+      `this route needs the role ${[...allowed].join(' or ')}; the key has the role ${principal.role}`,
+    );
+  }
 }

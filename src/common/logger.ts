@@ -1,29 +1,41 @@
 import type { LoggerService } from '@nestjs/common';
-import { type LevelWithSilent, type Logger, pino } from 'pino';
+import { type DestinationStream, type LevelWithSilent, type Logger, pino } from 'pino';
+
+/** Credentials, wherever a log call might carry them: headers, API keys, the admin token. */
+const SECRET_FIELDS = [
+  'authorization',
+  'cookie',
+  'token',
+  'key',
+  'apiKey',
+  'adminToken',
+  'secret',
+  'password',
+];
+const SECRET_HEADERS = ['authorization', 'proxy-authorization', 'cookie', 'set-cookie', 'x-api-key'];
+
+export const REDACTED_PATHS = [
+  ...['req.headers', 'res.headers', 'headers', '*.headers'].flatMap((at) =>
+    SECRET_HEADERS.map((h) => `${at}["${h}"]`),
+  ),
+  ...SECRET_FIELDS.flatMap((f) => [f, `*.${f}`]),
+];
 
 /**
  * The one structured logger: Fastify logs requests through it (with their request ids) and Nest
  * logs through PinoNestLogger. Credentials are redacted wherever they might appear.
+ *
+ * @param destination where the lines go (stdout by default; tests capture them).
  */
-export function createPinoLogger(level: LevelWithSilent): Logger {
-  return pino({
-    level,
-    base: { service: 'upgrade-ledger' },
-    redact: {
-      paths: [
-        'req.headers.authorization',
-        'req.headers.cookie',
-        'req.headers["x-api-key"]',
-        'headers.authorization',
-        'headers.cookie',
-        '*.authorization',
-        '*.token',
-        '*.key',
-        '*.apiKey',
-      ],
-      censor: '[redacted]',
+export function createPinoLogger(level: LevelWithSilent, destination?: DestinationStream): Logger {
+  return pino(
+    {
+      level,
+      base: { service: 'upgrade-ledger' },
+      redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
     },
-  });
+    destination,
+  );
 }
 
 type Level = 'info' | 'error' | 'warn' | 'debug' | 'trace' | 'fatal';

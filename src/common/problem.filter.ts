@@ -62,6 +62,14 @@ function fromDomain(err: DomainError): Problem {
         status: HttpStatus.NOT_FOUND,
         detail: err.message,
       };
+    case 'InvalidTransition':
+      return {
+        type: `${PROBLEM_BASE}invalid-transition`,
+        title: 'Invalid state transition',
+        status: HttpStatus.CONFLICT,
+        detail: err.message,
+        state: (err as DomainError & { state: string }).state,
+      };
     case 'DatabaseUnavailable':
       return unavailable();
     default:

@@ -3,6 +3,16 @@ import { z } from 'zod';
 const intFromEnv = (def: number, min: number, max: number) =>
   z.coerce.number().int().min(min).max(max).default(def);
 
+/** A browser origin exactly as browsers send it: http(s), host, optional port, nothing after. */
+function isOrigin(value: string): boolean {
+  try {
+    const url = new URL(value);
+    return (url.protocol === 'http:' || url.protocol === 'https:') && url.origin === value;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * The whole configuration of the service: one schema over the environment, parsed once at start.
  * A bad value stops the process with a message naming the variable.
@@ -33,6 +43,24 @@ export const configSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   SHUTDOWN_TIMEOUT_MS: intFromEnv(10_000, 0, 600_000),
   BODY_LIMIT_BYTES: intFromEnv(1_048_576, 1024, 64 * 1_048_576),
+  /** Requests per key (or per client IP without a valid key) in each window. */
+  RATE_LIMIT_MAX: intFromEnv(6000, 1, 10_000_000),
+  RATE_LIMIT_WINDOW_MS: intFromEnv(60_000, 1000, 86_400_000),
+  /** Browser origins allowed by CORS, comma-separated. Unset: CORS is off. */
+  CORS_ORIGINS: z
+    .string()
+    .transform((v) =>
+      v
+        .split(',')
+        .map((o) => o.trim())
+        .filter(Boolean),
+    )
+    .pipe(
+      z
+        .array(z.string().refine(isOrigin, 'must be an origin like https://ops.example.com (no path, no *)'))
+        .min(1, 'must list at least one origin'),
+    )
+    .optional(),
 });
 
 export type Env = z.input<typeof configSchema>;
@@ -54,6 +82,9 @@ export interface AppConfig {
   logLevel: z.infer<typeof configSchema>['LOG_LEVEL'];
   shutdownTimeoutMs: number;
   bodyLimitBytes: number;
+  rateLimit: { max: number; windowMs: number };
+  /** Origins CORS allows; undefined means CORS is off. */
+  corsOrigins: string[] | undefined;
 }
 
 export class ConfigError extends Error {
@@ -95,6 +126,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     logLevel: c.LOG_LEVEL,
     shutdownTimeoutMs: c.SHUTDOWN_TIMEOUT_MS,
     bodyLimitBytes: c.BODY_LIMIT_BYTES,
+    rateLimit: { max: c.RATE_LIMIT_MAX, windowMs: c.RATE_LIMIT_WINDOW_MS },
+    corsOrigins: c.CORS_ORIGINS,
   };
 }
 

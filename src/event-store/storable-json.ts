@@ -30,9 +30,9 @@ export function assertStorableJson(value: unknown, path: string, depth = 0): voi
     return;
   }
   if (Array.isArray(value)) {
-    value.forEach((item, i) => {
-      assertStorableJson(item, `${path}[${i}]`, depth + 1);
-    });
+    // By index, not forEach: forEach skips the holes of a sparse array, which JSON.stringify
+    // stores as null but canonical JSON hashes as nothing, so the stored event would not verify.
+    for (let i = 0; i < value.length; i++) assertStorableJson(value[i], `${path}[${i}]`, depth + 1);
     return;
   }
   if (typeof value === 'object') {

@@ -111,9 +111,9 @@ export class LedgerRepository {
     return Number(row.n);
   }
 
-  /** Entries with position > after, in order. */
-  async read(after: number, limit: number): Promise<LedgerEntry[]> {
-    const rows = await this.db
+  /** Entries with position > after, in order. Pass `executor` to read inside a transaction. */
+  async read(after: number, limit: number, executor: Kysely<Database> = this.db): Promise<LedgerEntry[]> {
+    const rows = await executor
       .selectFrom('ledger as l')
       .innerJoin('event as e', 'e.id', 'l.event_row_id')
       .select(LEDGER_COLUMNS)

@@ -1,5 +1,5 @@
-import { Inject, Injectable } from '@nestjs/common';
-import { Observable } from 'rxjs';
+import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
+import { Observable, ReplaySubject, takeUntil } from 'rxjs';
 import { NotFound } from '../common/errors.js';
 import { LedgerRepository } from './ledger.repository.js';
 import type { Checkpoint, LedgerEntry, PublicKeyInfo, VerifyResult } from './ledger.types.js';
@@ -13,7 +13,10 @@ const TAIL_BATCH = 500;
 const TAIL_POLL_MS = 1000;
 
 @Injectable()
-export class LedgerService {
+export class LedgerService implements OnModuleDestroy {
+  /** Emits once the application is closing: every live tail then ends (and late ones end at once). */
+  private readonly closing$ = new ReplaySubject<void>(1);
+
   constructor(
     private readonly repo: LedgerRepository,
     private readonly sequencer: SequencerService,
@@ -28,6 +31,15 @@ export class LedgerService {
 
   head() {
     return this.repo.head();
+  }
+
+  /**
+   * Runs before the HTTP server closes. A live tail never finishes by itself, so without this a
+   * connected SSE client held graceful shutdown until the grace period killed the process (exit
+   * 1, database not closed). Ended streams let the client reconnect, with Last-Event-ID, elsewhere.
+   */
+  onModuleDestroy(): void {
+    this.closing$.next();
   }
 
   checkpoints(after: number, limit: number): Promise<Checkpoint[]> {
@@ -111,6 +123,6 @@ export class LedgerService {
         sub.unsubscribe();
         wake?.();
       };
-    });
+    }).pipe(takeUntil(this.closing$));
   }
 }

@@ -1,0 +1,70 @@
+import helmet from '@fastify/helmet';
+import rateLimit from '@fastify/rate-limit';
+import { HttpException, HttpStatus } from '@nestjs/common';
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import type { AppConfig } from '../config/config.js';
+import { ApiKeysService } from './api-keys.service.js';
+import { authenticateRequest } from './auth.guard.js';
+
+/** Probes from orchestrators must never be throttled. */
+const isHealthRoute = (url: string) => url === '/health' || url.startsWith('/health/');
+/** Swagger UI, at /api/docs. */
+const isDocsRoute = (url: string) => url === '/api/docs' || url.startsWith('/api/docs/');
+
+/**
+ * Changes to helmet's default CSP (which it keeps for every directive not named here), only on
+ * the docs pages and only as far as Swagger UI needs. Its scripts are files of its own (Nest's
+ * template has no inline script unless `customJsStr` is given), so script-src stays 'self'; its
+ * inline <style> is already allowed by the default style-src.
+ */
+const DOCS_CSP_DIRECTIVES = {
+  imgSrc: ["'self'", 'data:', 'https://validator.swagger.io'],
+  // Over plain http (a local start), upgrading its own asset requests to https would break it.
+  upgradeInsecureRequests: null,
+};
+
+/**
+ * The HTTP hardening of the whole app, in one place: security headers (helmet), rate limiting
+ * per key, and CORS only for configured origins. Call before `app.init()`, so that every route
+ * Nest registers gets the hooks.
+ *
+ * Rate limiting counts per key: a request with a valid key counts against that key, whatever
+ * address it comes from; a request without one (no key, or a bad one) counts against its client
+ * IP. Counting unverified tokens separately would let anyone escape the limit by sending a new
+ * made-up token each time. The key lookup is the guard's own (once per request, cached).
+ * Counters are per process: with N replicas, a key gets up to N × RATE_LIMIT_MAX per window.
+ */
+export async function configureHttpSecurity(app: NestFastifyApplication, config: AppConfig): Promise<void> {
+  const fastify = app.getHttpAdapter().getInstance();
+  const keys = app.get(ApiKeysService);
+
+  // Before the plugins' own onRoute hooks, so that they see these per-route settings.
+  fastify.addHook('onRoute', (route) => {
+    if (isHealthRoute(route.url)) route.config = { ...route.config, rateLimit: false };
+    if (isDocsRoute(route.url)) {
+      route.helmet = { contentSecurityPolicy: { directives: DOCS_CSP_DIRECTIVES } };
+    }
+  });
+
+  await app.register(helmet, { global: true });
+
+  await app.register(rateLimit, {
+    global: true,
+    max: config.rateLimit.max,
+    timeWindow: config.rateLimit.windowMs,
+    keyGenerator: async (request) => {
+      const principal = await authenticateRequest(request, keys);
+      return principal ? principal.id : `ip:${request.ip}`;
+    },
+    // Thrown into Nest's error handling, so the ProblemFilter answers with problem+json;
+    // Retry-After is already on the reply.
+    errorResponseBuilder: (_request, context) =>
+      new HttpException(
+        `rate limit exceeded: at most ${context.max} requests per ${Math.round(config.rateLimit.windowMs / 1000)} s ` +
+          `for each API key (or client address without one); retry in ${context.after}`,
+        HttpStatus.TOO_MANY_REQUESTS,
+      ),
+  });
+
+  if (config.corsOrigins) app.enableCors({ origin: config.corsOrigins });
+}

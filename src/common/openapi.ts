@@ -1,0 +1,63 @@
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import { ApiKeysService } from '../auth/api-keys.service.js';
+import { bearerToken } from '../auth/auth.guard.js';
+
+const DOCS_PATH = '/api/docs';
+const SPEC_PATH = '/api/openapi.json';
+const YAML_PATH = '/api/openapi.yaml';
+
+/** The key of `Authorization: Bearer <key>`, or the password of `Basic` (so a browser can ask for it). */
+function keyOf(header: string | undefined): string | undefined {
+  const bearer = bearerToken(header);
+  if (bearer) return bearer;
+  const basic = /^Basic ([A-Za-z0-9+/=]{1,1024})$/i.exec(header?.trim() ?? '');
+  if (!basic?.[1]) return undefined;
+  const decoded = Buffer.from(basic[1], 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  return colon >= 0 ? decoded.slice(colon + 1) || undefined : undefined;
+}
+
+/**
+ * OpenAPI at /api/openapi.json and Swagger UI at /api/docs, generated from the same zod schemas
+ * that validate requests. Like every route but the health checks, both need a key: a bearer key,
+ * or, so that a browser can open the UI, HTTP Basic with any user name and the key as password.
+ */
+export function setupOpenApi(app: NestFastifyApplication, version: string): void {
+  const document = SwaggerModule.createDocument(
+    app,
+    new DocumentBuilder()
+      .setTitle('upgrade-ledger')
+      .setDescription(
+        'System of record for stack upgrades: rollouts as append-only events in a hash-chained, signed ledger.',
+      )
+      .setVersion(version)
+      .addBearerAuth({ type: 'http', scheme: 'bearer', description: 'an API key: ul_…' })
+      .build(),
+  );
+  const keys = app.get(ApiKeysService);
+  const fastify = app.getHttpAdapter().getInstance();
+  fastify.addHook('onRequest', async (request, reply) => {
+    const path = request.url.split('?')[0] ?? '';
+    if (path !== SPEC_PATH && path !== YAML_PATH && path !== DOCS_PATH && !path.startsWith(`${DOCS_PATH}/`))
+      return;
+    const key = keyOf(request.headers.authorization);
+    if (key && (await keys.authenticate(key))) return;
+    await reply
+      .status(401)
+      .header('WWW-Authenticate', 'Basic realm="upgrade-ledger API docs: the password is your API key"')
+      .header('Content-Type', 'application/problem+json; charset=utf-8')
+      .send({
+        type: 'https://upgrade-ledger.dev/problems/unauthorized',
+        title: 'Unauthorized',
+        status: 401,
+        detail: 'an API key is required: Authorization: Bearer <key> (or Basic, with the key as password)',
+        instance: path,
+      });
+  });
+  SwaggerModule.setup(DOCS_PATH.slice(1), app, document, {
+    jsonDocumentUrl: SPEC_PATH.slice(1),
+    yamlDocumentUrl: YAML_PATH.slice(1),
+    swaggerOptions: { persistAuthorization: false },
+  });
+}

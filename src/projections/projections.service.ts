@@ -1,0 +1,175 @@
+import {
+  Inject,
+  Injectable,
+  Logger,
+  type OnApplicationBootstrap,
+  type OnModuleDestroy,
+} from '@nestjs/common';
+import type { Subscription } from 'rxjs';
+import { NotFound } from '../common/errors.js';
+import { APP_CONFIG, type AppConfig } from '../config/config.js';
+import type { DatabaseHandle, DedicatedSession } from '../database/database.js';
+import { DATABASE } from '../database/database.module.js';
+import { LedgerRepository } from '../ledger/ledger.repository.js';
+import { SequencerService } from '../ledger/sequencer.service.js';
+import { PROJECTORS, type ProjectionStatus, type Projector } from './projection.types.js';
+import { ProjectionsRepository } from './projections.repository.js';
+
+/** Advisory lock key of the projection runner ("upgrade-ledger projections"). */
+export const PROJECTIONS_LOCK_KEY = 0x75_6c_65_64_67_65_72_02n;
+const BATCH = 1000;
+
+/**
+ * Runs every projector from the ledger: one runner at a time across replicas (advisory lock),
+ * each batch applied in the same transaction that moves its checkpoint. A rebuild fills the next
+ * version beside the served one, then swaps when it has caught up with the ledger head.
+ */
+@Injectable()
+export class ProjectionsService implements OnApplicationBootstrap, OnModuleDestroy {
+  private readonly logger = new Logger('Projections');
+  private stopped = false;
+  private loop: Promise<void> | undefined;
+  private wake: (() => void) | undefined;
+  private woken = false;
+  private subscription: Subscription | undefined;
+  private readonly byName: Map<string, Projector>;
+
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    @Inject(DATABASE) private readonly database: DatabaseHandle,
+    @Inject(PROJECTORS) projectors: Projector[],
+    private readonly repo: ProjectionsRepository,
+    private readonly ledger: LedgerRepository,
+    private readonly sequencer: SequencerService,
+  ) {
+    this.byName = new Map(projectors.map((p) => [p.name, p]));
+  }
+
+  onApplicationBootstrap(): void {
+    this.subscription = this.sequencer.sequenced$.subscribe(() => this.poke());
+    if (this.config.sequencer.enabled) this.loop = this.run();
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    this.stopped = true;
+    this.subscription?.unsubscribe();
+    this.wake?.();
+    await this.loop;
+  }
+
+  /** Applies everything sequenced so far to every version (tests and tools). */
+  async drain(): Promise<void> {
+    while ((await this.runOnce()) > 0) {}
+  }
+
+  async status(): Promise<ProjectionStatus[]> {
+    const head = await this.ledger.head();
+    return (await this.repo.versions()).map((v) => ({
+      name: v.name,
+      version: v.version,
+      active: v.active,
+      position: v.position,
+      lag: head.position - v.position,
+      updatedAt: v.updated_at.toISOString(),
+    }));
+  }
+
+  /** Starts building the next version of a projection beside the served one. */
+  async rebuild(name: string): Promise<ProjectionStatus> {
+    const projector = this.byName.get(name);
+    if (!projector) throw new NotFound('projection', name);
+    const { version: next } = await this.repo.createNextVersion(name, (v) => projector.tableFor(v));
+    this.logger.log(`rebuilding ${name} as version ${next} beside the served one`);
+    this.poke();
+    const status = (await this.status()).find((s) => s.name === name && s.version === next);
+    if (!status) throw new Error(`projection ${name} v${next} vanished`);
+    return status;
+  }
+
+  private poke(): void {
+    this.woken = true;
+    this.wake?.();
+  }
+
+  /** One pass over all versions; returns how many entries were applied. */
+  private async runOnce(): Promise<number> {
+    let applied = 0;
+    const head = await this.ledger.head();
+    const versions = await this.repo.versions();
+    for (const v of versions) {
+      const projector = this.byName.get(v.name);
+      if (!projector) continue;
+      applied += await this.catchUp(projector, v.version);
+    }
+    // A shadow version that has reached the head takes over.
+    for (const v of await this.repo.versions()) {
+      const projector = this.byName.get(v.name);
+      if (!projector || v.active || v.position < head.position) continue;
+      const old = versions.find((o) => o.name === v.name && o.active);
+      await this.repo.swap(v.name, v.version, old ? projector.tableFor(old.version) : undefined);
+      this.logger.log(`projection ${v.name} version ${v.version} is now served`);
+    }
+    return applied;
+  }
+
+  private catchUp(projector: Projector, version: number): Promise<number> {
+    return this.repo.transaction(async (trx) => {
+      const position = await this.repo.lockCheckpoint(trx, projector.name, version);
+      if (position === undefined) return 0;
+      const entries = await this.ledger.read(position, BATCH, trx);
+      const last = entries.at(-1);
+      if (!last) return 0;
+      await projector.apply(trx, projector.tableFor(version), entries);
+      await this.repo.moveCheckpoint(trx, projector.name, version, last.position);
+      return entries.length;
+    });
+  }
+
+  private async run(): Promise<void> {
+    let session: DedicatedSession | undefined;
+    let lost = false;
+    let leader = false;
+    while (!this.stopped) {
+      try {
+        if (!session) {
+          const opened = await this.database.openSession();
+          session = opened;
+          lost = false;
+          void opened.lost.then(() => {
+            if (session === opened) lost = true;
+          });
+        }
+        if (lost) throw new Error('the projection runner session was lost');
+        if (!leader) leader = await session.tryAdvisoryLock(PROJECTIONS_LOCK_KEY);
+        const applied = leader ? await this.runOnce() : 0;
+        if (applied === 0) await this.sleep(this.config.sequencer.pollMs);
+      } catch (err) {
+        if (this.stopped) break;
+        this.logger.warn(`projections paused: ${err instanceof Error ? err.message : String(err)}`);
+        leader = false;
+        await session?.close();
+        session = undefined;
+        await this.sleep(1000);
+      }
+    }
+    if (leader) await session?.advisoryUnlock(PROJECTIONS_LOCK_KEY).catch(() => {});
+    await session?.close();
+  }
+
+  private sleep(ms: number): Promise<void> {
+    if (this.woken) {
+      this.woken = false;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.woken = false;
+        this.wake = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.wake = done;
+    });
+  }
+}

@@ -1,0 +1,214 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { Injectable } from '@nestjs/common';
+import type { Principal } from '../auth/principal.js';
+import { ConcurrencyConflict, IdempotencyConflict, NotFound } from '../common/errors.js';
+import type { Json } from '../database/schema.js';
+import { EventStore } from '../event-store/event-store.repository.js';
+import type { StoredEvent } from '../event-store/event-store.types.js';
+import { canonicalJson } from '../ledger/hashing.js';
+import { MetricsService } from '../metrics/metrics.service.js';
+import { decide, type RolloutCommand } from './rollout.decide.js';
+import { type EventMetadata, type RecordedRolloutEvent, rolloutStreamId } from './rollout.events.js';
+import { PLAN_PARTS, type Plan } from './rollout.plan.js';
+import { evolve, foldRollout, type RolloutState } from './rollout.state.js';
+import { type RolloutListFilter, RolloutsRepository } from './rollouts.repository.js';
+
+/** What a write was asked with, besides the command itself. */
+export interface WriteContext {
+  principal: Principal;
+  requestId: string;
+  /** Expected stream version from `If-Match`: a mismatch is a 412, never retried. */
+  ifMatch?: number;
+  /** `Idempotency-Key`: a retry with the same key and request answers the same and records nothing. */
+  idempotencyKey?: string;
+  /** Canonical digest of method, route and body: a reused key with another request is refused. */
+  requestDigest: string;
+}
+
+export interface WriteResult {
+  id: string;
+  version: number;
+  status: RolloutState['status'];
+  /** True when this was an idempotent replay. */
+  replayed: boolean;
+}
+
+/** How many times a write without If-Match re-reads and re-decides after losing a race. */
+const MAX_ATTEMPTS = 5;
+
+/** A UUID (v8 layout) derived from its inputs: the same key always names the same event. */
+function derivedUuid(...parts: string[]): string {
+  const h = createHash('sha256').update(parts.join('\u0000')).digest();
+  h[6] = ((h[6] as number) & 0x0f) | 0x80;
+  h[8] = ((h[8] as number) & 0x3f) | 0x80;
+  const x = h.subarray(0, 16).toString('hex');
+  return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20, 32)}`;
+}
+
+export function requestDigest(method: string, route: string, body: unknown): string {
+  return createHash('sha256')
+    .update(canonicalJson({ method, route, body: body ?? null }))
+    .digest('hex');
+}
+
+export const toRecorded = (e: StoredEvent & { position?: number | null }): RecordedRolloutEvent =>
+  ({
+    type: e.type,
+    data: e.data,
+    streamVersion: e.streamVersion,
+    recordedAt: e.recordedAt,
+    ...(e.position != null ? { position: e.position } : {}),
+    metadata: e.metadata,
+  }) as RecordedRolloutEvent;
+
+/** Load the stream → decide → append; and the queries over rollouts. */
+@Injectable()
+export class RolloutsService {
+  constructor(
+    private readonly store: EventStore,
+    private readonly repo: RolloutsRepository,
+    private readonly metrics: MetricsService,
+  ) {}
+
+  create(plan: Plan, ctx: WriteContext): Promise<WriteResult> {
+    // With an Idempotency-Key the rollout id itself is derived, so a retry names the same rollout.
+    const id = ctx.idempotencyKey
+      ? derivedUuid('rollout', ctx.principal.id, ctx.idempotencyKey)
+      : randomUUID();
+    return this.execute(id, { type: 'PlanRollout', rolloutId: id, plan }, ctx);
+  }
+
+  execute(id: string, command: RolloutCommand, ctx: WriteContext): Promise<WriteResult> {
+    return this.write(id, command, ctx);
+  }
+
+  private async write(id: string, command: RolloutCommand, ctx: WriteContext): Promise<WriteResult> {
+    const streamId = rolloutStreamId(id);
+    const eventId = ctx.idempotencyKey
+      ? derivedUuid('event', ctx.principal.id, ctx.idempotencyKey)
+      : undefined;
+    for (let attempt = 1; ; attempt++) {
+      const state = await this.load(id);
+      // Looked for after the load, never before: an original that committed before the load is
+      // found here, one that commits later is found by the append (under the stream lock). Looked
+      // for before the load, an original committing in between made the retry decide on a state
+      // that already held its own event ("already started" → 409 instead of the replay).
+      if (eventId) {
+        const replay = await this.replay(eventId, streamId, ctx);
+        if (replay) return replay;
+      }
+      if (ctx.ifMatch !== undefined && state.version !== ctx.ifMatch) {
+        throw new ConcurrencyConflict(
+          streamId,
+          ctx.ifMatch,
+          state.version === 0 ? 'no_stream' : state.version,
+        );
+      }
+      const events = decide(command, state);
+      const metadata: EventMetadata = {
+        actor: { id: ctx.principal.id, name: ctx.principal.name, role: ctx.principal.role },
+        requestId: ctx.requestId,
+        source: 'rest',
+        ...(ctx.idempotencyKey ? { idempotencyKey: ctx.idempotencyKey } : {}),
+      };
+      try {
+        const result = await this.store.append(
+          streamId,
+          events.map((e, i) => ({
+            eventId: i === 0 ? eventId : undefined,
+            type: e.type,
+            data: e.data as Json,
+            metadata: { ...metadata, requestDigest: ctx.requestDigest } as unknown as { [k: string]: Json },
+          })),
+          { expectedVersion: state.version === 0 ? 'no_stream' : state.version, streamType: 'rollout' },
+        );
+        if (result.duplicate && eventId) {
+          const replay = await this.replay(eventId, streamId, ctx);
+          if (replay) return replay;
+        }
+        this.metrics.eventsAppended.inc(events.length);
+        const after = events.reduce(
+          (s, e, i) =>
+            evolve(s, { ...e, streamVersion: state.version + i + 1, recordedAt: new Date().toISOString() }),
+          state,
+        );
+        return { id, version: result.streamVersion, status: after.status, replayed: false };
+      } catch (err) {
+        // Without If-Match the caller asked for no precondition: re-read and decide again.
+        if (err instanceof ConcurrencyConflict && ctx.ifMatch === undefined && attempt < MAX_ATTEMPTS)
+          continue;
+        throw err;
+      }
+    }
+  }
+
+  /** The original answer to an idempotent retry, or undefined when the key is new. */
+  private async replay(
+    eventId: string,
+    streamId: string,
+    ctx: WriteContext,
+  ): Promise<WriteResult | undefined> {
+    const original = await this.store.findEvent(eventId);
+    if (!original) return undefined;
+    if (original.streamId !== streamId || original.metadata.requestDigest !== ctx.requestDigest) {
+      throw new IdempotencyConflict(
+        [eventId],
+        'this Idempotency-Key was already used for a different request',
+      );
+    }
+    const id = streamId.slice('rollout-'.length);
+    const events = await this.store.readStream(streamId, { toVersion: original.streamVersion });
+    const state = foldRollout(id, events.map(toRecorded));
+    return { id, version: original.streamVersion, status: state.status, replayed: true };
+  }
+
+  /** The rollout now (from its stream: always up to date). */
+  async load(id: string): Promise<RolloutState> {
+    const events = await this.store.readStream(rolloutStreamId(id));
+    return foldRollout(id, events.map(toRecorded));
+  }
+
+  /** The rollout as it was at a ledger position or a time. */
+  async get(id: string, asOf?: { position: number } | { time: Date }): Promise<RolloutView> {
+    const events = await this.store.readStreamAsOf(rolloutStreamId(id), asOf);
+    const state = foldRollout(id, events.map(toRecorded));
+    if (!state.exists) throw new NotFound('rollout', id);
+    return view(state, events.at(-1)?.position ?? null);
+  }
+
+  async events(id: string) {
+    const events = await this.store.readStreamAsOf(rolloutStreamId(id));
+    if (events.length === 0) throw new NotFound('rollout', id);
+    return events.map((e) => ({
+      position: e.position,
+      streamVersion: e.streamVersion,
+      eventId: e.eventId,
+      type: e.type,
+      data: e.data,
+      actor: e.metadata.actor ?? null,
+      metadata: publicMetadata(e.metadata),
+      recordedAt: e.recordedAt,
+      hash: e.hash,
+    }));
+  }
+
+  list(filter: RolloutListFilter) {
+    return this.repo.list(filter);
+  }
+}
+
+/** Metadata as shown to readers: the request digest is internal bookkeeping. */
+function publicMetadata(metadata: { [key: string]: Json }) {
+  const { requestDigest: _, ...rest } = metadata;
+  return rest;
+}
+
+export type RolloutView = RolloutState & { missingPlanParts: string[]; lastPosition: number | null };
+
+function view(state: RolloutState, lastPosition: number | null): RolloutView {
+  const missingPlanParts = PLAN_PARTS.filter((part) => {
+    const value = state.plan[part];
+    return value === undefined || (Array.isArray(value) && value.length === 0);
+  });
+  return { ...state, missingPlanParts, lastPosition };
+}
