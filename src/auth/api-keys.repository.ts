@@ -1,5 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { type Insertable, type Kysely, sql } from 'kysely';
+import { ADVISORY_LOCKS } from '../common/advisory-locks.js';
 import type { DatabaseHandle } from '../database/database.js';
 import { DATABASE } from '../database/database.module.js';
 import type { ApiKeyRow, ApiKeyTable, Database } from '../database/schema.js';
@@ -18,7 +19,7 @@ export interface NewApiKey {
 const REVOCATIONS_CHANNEL = 'api_key_revoked';
 
 /** Advisory lock key of the first-start admin key ("uledger" + 2): one replica creates it. */
-export const BOOTSTRAP_LOCK_KEY = 0x75_6c_65_64_67_65_72_02n;
+export const BOOTSTRAP_LOCK_KEY = ADVISORY_LOCKS.bootstrapAdminKey;
 
 const toRow = (key: NewApiKey): Insertable<ApiKeyTable> => ({
   name: key.name,

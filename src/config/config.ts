@@ -1,7 +1,14 @@
 import { z } from 'zod';
 
+/** A whole number written in plain decimal digits: no blanks, hex, exponents or signs. */
 const intFromEnv = (def: number, min: number, max: number) =>
-  z.coerce.number().int().min(min).max(max).default(def);
+  z
+    .string()
+    .regex(/^\d{1,12}$/, 'must be a whole number written in digits')
+    .transform(Number)
+    .pipe(z.number().int().min(min).max(max))
+    .optional()
+    .transform((v) => v ?? def);
 
 /** A browser origin exactly as browsers send it: http(s), host, optional port, nothing after. */
 function isOrigin(value: string): boolean {

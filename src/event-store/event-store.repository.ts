@@ -11,7 +11,7 @@ import type { DatabaseHandle } from '../database/database.js';
 import { DATABASE } from '../database/database.module.js';
 import { isUniqueViolation } from '../database/pg-errors.js';
 import type { Database, EventRow, Json } from '../database/schema.js';
-import { eventHash, GENESIS_HASH } from '../ledger/hashing.js';
+import { canonicalJson, eventHash, GENESIS_HASH } from '../ledger/hashing.js';
 import type {
   AppendOptions,
   AppendResult,
@@ -178,14 +178,28 @@ export class EventStore {
     const ids = events.map((e) => e.eventId);
     const found = await db
       .selectFrom('event')
-      .select(['event_id', 'stream_id', 'stream_version'])
+      .select(['event_id', 'stream_id', 'stream_version', 'type', 'schema_version', 'data'])
       .where('event_id', 'in', ids)
       .execute();
     if (found.length === 0) return undefined;
+    // Same ids in the same order, same stream, consecutive versions, same content (metadata such
+    // as the request id may differ between a request and its retry).
+    const byId = new Map(found.map((r) => [r.event_id, r]));
     const sameAppend =
       found.length === ids.length &&
-      found.every((r) => r.stream_id === streamId) &&
-      isConsecutive(found.map((r) => r.stream_version).sort((a, b) => a - b));
+      events.every((e, i) => {
+        const r = byId.get(e.eventId);
+        const first = byId.get(events[0]?.eventId ?? '');
+        return (
+          r !== undefined &&
+          first !== undefined &&
+          r.stream_id === streamId &&
+          r.stream_version === first.stream_version + i &&
+          r.type === e.type &&
+          r.schema_version === e.schemaVersion &&
+          canonicalJson(r.data) === canonicalJson(e.data)
+        );
+      });
     if (!sameAppend) {
       throw new IdempotencyConflict(
         found.map((r) => r.event_id),
@@ -291,10 +305,6 @@ function versionMatches(expected: ExpectedVersion, actual: number): boolean {
     default:
       return expected === actual;
   }
-}
-
-function isConsecutive(sorted: number[]): boolean {
-  return sorted.every((v, i) => i === 0 || v === (sorted[i - 1] as number) + 1);
 }
 
 export function toStoredEvent(row: EventRow): StoredEvent {

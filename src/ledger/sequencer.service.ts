@@ -6,6 +6,7 @@ import {
   type OnModuleDestroy,
 } from '@nestjs/common';
 import { Subject } from 'rxjs';
+import { ADVISORY_LOCKS } from '../common/advisory-locks.js';
 import { APP_CONFIG, type AppConfig } from '../config/config.js';
 import type { DatabaseHandle, DedicatedSession } from '../database/database.js';
 import { DATABASE } from '../database/database.module.js';
@@ -17,7 +18,7 @@ import { type SigningKey, signPayload } from './signing.js';
 import { SIGNING_KEY } from './signing-key.provider.js';
 
 /** Advisory lock key of the sequencer leader ("upgrade-ledger sequencer"). */
-export const SEQUENCER_LOCK_KEY = 0x75_6c_65_64_67_65_72_01n;
+export const SEQUENCER_LOCK_KEY = ADVISORY_LOCKS.sequencer;
 
 export class RestoredDatabaseError extends Error {
   constructor(maxStored: bigint, next: bigint) {

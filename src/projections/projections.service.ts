@@ -6,6 +6,7 @@ import {
   type OnModuleDestroy,
 } from '@nestjs/common';
 import type { Subscription } from 'rxjs';
+import { ADVISORY_LOCKS } from '../common/advisory-locks.js';
 import { NotFound } from '../common/errors.js';
 import { APP_CONFIG, type AppConfig } from '../config/config.js';
 import type { DatabaseHandle, DedicatedSession } from '../database/database.js';
@@ -16,7 +17,7 @@ import { PROJECTORS, type ProjectionStatus, type Projector } from './projection.
 import { ProjectionsRepository } from './projections.repository.js';
 
 /** Advisory lock key of the projection runner ("upgrade-ledger projections"). */
-export const PROJECTIONS_LOCK_KEY = 0x75_6c_65_64_67_65_72_02n;
+export const PROJECTIONS_LOCK_KEY = ADVISORY_LOCKS.projections;
 const BATCH = 1000;
 
 /**

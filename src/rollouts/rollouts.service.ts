@@ -97,6 +97,8 @@ export class RolloutsService {
         const replay = await this.replay(eventId, streamId, ctx);
         if (replay) return replay;
       }
+      // An unknown rollout is a 404 whatever If-Match says.
+      if (!state.exists && command.type !== 'PlanRollout') throw new NotFound('rollout', id);
       if (ctx.ifMatch !== undefined && state.version !== ctx.ifMatch) {
         throw new ConcurrencyConflict(
           streamId,

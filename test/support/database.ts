@@ -3,7 +3,7 @@ import { PGlite } from '@electric-sql/pglite';
 import pg from 'pg';
 import { type DatabaseHandle, openDatabase, wrapPGlite } from '../../src/database/database.js';
 import { migrateToLatest } from '../../src/database/migrator.js';
-import { adminUrl, TEMPLATE_DB, testDbPrefix } from './postgres.js';
+import { adminUrl, templateDb, testDbPrefix } from './postgres.js';
 
 export const onPostgres = Boolean(process.env.DATABASE_URL);
 export const backend = onPostgres ? 'postgres' : 'pglite';
@@ -38,12 +38,12 @@ export async function createTestDatabase(): Promise<TestDatabase> {
       drop: () => handle.close(),
     };
   }
-  const name = `${testDbPrefix}${randomBytes(6).toString('hex')}`;
+  const name = `${testDbPrefix()}${randomBytes(6).toString('hex')}`;
   const admin = new pg.Client({ connectionString: adminUrl(base) });
   await admin.connect();
   try {
     await admin.query(
-      `create database ${pg.escapeIdentifier(name)} template ${pg.escapeIdentifier(TEMPLATE_DB)}`,
+      `create database ${pg.escapeIdentifier(name)} template ${pg.escapeIdentifier(templateDb())}`,
     );
   } finally {
     await admin.end();

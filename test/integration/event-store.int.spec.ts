@@ -1,0 +1,625 @@
+import { randomUUID } from 'node:crypto';
+import fc from 'fast-check';
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  ConcurrencyConflict,
+  type ExpectedVersion,
+  IdempotencyConflict,
+  InvalidInput,
+} from '../../src/common/errors.js';
+import { sqlState } from '../../src/database/pg-errors.js';
+import type { Json } from '../../src/database/schema.js';
+import { EventStore } from '../../src/event-store/event-store.repository.js';
+import type { NewEvent, StoredEvent } from '../../src/event-store/event-store.types.js';
+import { canonicalJson, checkpointPayload, eventHash, GENESIS_HASH } from '../../src/ledger/hashing.js';
+import { LedgerRepository } from '../../src/ledger/ledger.repository.js';
+import { createTestDatabase, onPostgres, type TestDatabase } from '../support/database.js';
+
+let tdb: TestDatabase;
+let store: EventStore;
+
+beforeAll(async () => {
+  tdb = await createTestDatabase();
+  store = new EventStore(tdb.handle);
+});
+afterAll(() => tdb.drop());
+
+/** A stream id no other test uses. */
+const newStream = (prefix = 'rollout') => `${prefix}-${randomUUID()}`;
+
+const event = (n: number | string = 1, extra: Partial<NewEvent> = {}): NewEvent => ({
+  type: 'StepCompleted',
+  data: { step: n },
+  ...extra,
+});
+
+/** The error `promise` rejects with; fails the test when it resolves. */
+async function rejectionOf(promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise;
+  } catch (err) {
+    return err;
+  }
+  throw new Error('expected a rejection, but it resolved');
+}
+
+async function eventRows(streamId?: string): Promise<number> {
+  let q = tdb.handle.db.selectFrom('event').select((eb) => eb.fn.countAll<number>().as('n'));
+  if (streamId) q = q.where('stream_id', '=', streamId);
+  return Number((await q.executeTakeFirstOrThrow()).n);
+}
+
+async function streamRow(streamId: string) {
+  return tdb.handle.db
+    .selectFrom('stream')
+    .select(['version', 'head_hash'])
+    .where('stream_id', '=', streamId)
+    .executeTakeFirst();
+}
+
+/** Checks a stream as an auditor would: versions 1..n, each hash recomputed and linked, head matches. */
+async function expectIntactStream(streamId: string, length: number): Promise<StoredEvent[]> {
+  const events = await store.readStream(streamId);
+  expect(events.map((e) => e.streamVersion)).toEqual(Array.from({ length }, (_, i) => i + 1));
+  let prevHash = GENESIS_HASH;
+  for (const e of events) {
+    expect(e.prevHash).toBe(prevHash);
+    expect(eventHash(prevHash, e)).toBe(e.hash);
+    prevHash = e.hash;
+  }
+  expect(await streamRow(streamId)).toEqual({ version: length, head_hash: prevHash });
+  return events;
+}
+
+/** Event content that passes validation: no NUL, no lone surrogates, no reserved keys. */
+const storableString = fc.string({ unit: 'grapheme', maxLength: 12 }).map((s) => s.replaceAll('\u0000', ''));
+const storableKey = storableString.filter((k) => !['__proto__', 'constructor', 'prototype'].includes(k));
+const storableJson: fc.Arbitrary<Json> = fc.letrec<{ value: Json }>((tie) => ({
+  value: fc.oneof(
+    { depthSize: 'small', withCrossShrink: true },
+    fc.constant(null),
+    fc.boolean(),
+    fc.integer(),
+    fc.double({ noNaN: true, noDefaultInfinity: true }),
+    storableString,
+    fc.array(tie('value'), { maxLength: 4 }),
+    fc.dictionary(storableKey, tie('value'), { maxKeys: 4 }),
+  ),
+})).value;
+const storableEvent: fc.Arbitrary<NewEvent> = fc.record({
+  type: fc.constantFrom('RolloutPlanned', 'StepStarted', 'StepCompleted'),
+  data: storableJson,
+  metadata: fc.dictionary(storableKey, storableJson, { maxKeys: 3 }),
+});
+
+describe('append with an expected version', () => {
+  it("'no_stream' creates a stream once; a second time is a conflict at the actual version", async () => {
+    const s = newStream();
+    expect(await store.append(s, [event(1), event(2)], { expectedVersion: 'no_stream' })).toMatchObject({
+      streamVersion: 2,
+      duplicate: false,
+    });
+    const err = await rejectionOf(store.append(s, [event(3)], { expectedVersion: 'no_stream' }));
+    expect(err).toBeInstanceOf(ConcurrencyConflict);
+    expect(err).toMatchObject({ code: 'ConcurrencyConflict', streamId: s, expected: 'no_stream', actual: 2 });
+    expect(await eventRows(s)).toBe(2);
+  });
+
+  it("'exists' needs a stream: on a missing one the conflict says no_stream and nothing is left behind", async () => {
+    const s = newStream();
+    const err = await rejectionOf(store.append(s, [event()], { expectedVersion: 'exists' }));
+    expect(err).toBeInstanceOf(ConcurrencyConflict);
+    expect(err).toMatchObject({ streamId: s, expected: 'exists', actual: 'no_stream' });
+    expect(await streamRow(s)).toBeUndefined();
+    expect(await store.streamVersion(s)).toBeUndefined();
+
+    await store.append(s, [event(1)]);
+    expect(await store.append(s, [event(2)], { expectedVersion: 'exists' })).toMatchObject({
+      streamVersion: 2,
+    });
+  });
+
+  it('an exact number must be the current version', async () => {
+    const s = newStream();
+    expect((await store.append(s, [event(1)], { expectedVersion: 0 })).streamVersion).toBe(1);
+    expect((await store.append(s, [event(2), event(3)], { expectedVersion: 1 })).streamVersion).toBe(3);
+    for (const stale of [0, 1, 2, 4, 99]) {
+      const err = await rejectionOf(store.append(s, [event('late')], { expectedVersion: stale }));
+      expect(err).toBeInstanceOf(ConcurrencyConflict);
+      expect(err).toMatchObject({ streamId: s, expected: stale, actual: 3 });
+    }
+    expect((await store.append(s, [event(4)], { expectedVersion: 3 })).streamVersion).toBe(4);
+    await expectIntactStream(s, 4);
+  });
+
+  it('an exact number other than 0 on a missing stream is a conflict with actual no_stream', async () => {
+    const s = newStream();
+    const err = await rejectionOf(store.append(s, [event()], { expectedVersion: 5 }));
+    expect(err).toBeInstanceOf(ConcurrencyConflict);
+    expect(err).toMatchObject({ expected: 5, actual: 'no_stream' });
+    expect(await streamRow(s)).toBeUndefined();
+  });
+
+  it("'any' appends to a missing or an existing stream", async () => {
+    const s = newStream();
+    expect((await store.append(s, [event(1)], { expectedVersion: 'any' })).streamVersion).toBe(1);
+    expect((await store.append(s, [event(2)])).streamVersion).toBe(2);
+    expect(await store.streamVersion(s)).toBe(2);
+  });
+
+  it.each<ExpectedVersion>([-1, 1.5, Number.NaN, 2 ** 53])(
+    'refuses the expected version %s as input',
+    async (v) => {
+      const err = await rejectionOf(store.append(newStream(), [event()], { expectedVersion: v }));
+      expect(err).toBeInstanceOf(InvalidInput);
+      expect(err).toMatchObject({ field: 'expectedVersion' });
+    },
+  );
+});
+
+describe('idempotent retries', () => {
+  it('return the original result for the same event ids, even with an expected version now stale', async () => {
+    const s = newStream();
+    const ids = [randomUUID(), randomUUID()];
+    const first = await store.append(s, [event(1, { eventId: ids[0] }), event(2, { eventId: ids[1] })], {
+      expectedVersion: 'no_stream',
+    });
+    expect(first).toEqual({ streamVersion: 2, eventIds: ids, duplicate: false });
+    await store.append(s, [event(3)]);
+
+    for (const expectedVersion of ['no_stream', 0, 'any', 'exists', 3] as ExpectedVersion[]) {
+      const retry = await store.append(s, [event(1, { eventId: ids[0] }), event(2, { eventId: ids[1] })], {
+        expectedVersion,
+      });
+      expect(retry).toEqual({ streamVersion: 2, eventIds: ids, duplicate: true });
+    }
+    // Event ids are UUIDs: the same id in capitals is the same id.
+    const upper = await store.append(s, [
+      event(1, { eventId: ids[0]?.toUpperCase() }),
+      event(2, { eventId: ids[1]?.toUpperCase() }),
+    ]);
+    expect(upper).toEqual({ streamVersion: 2, eventIds: ids, duplicate: true });
+    expect(await eventRows(s)).toBe(3);
+    await expectIntactStream(s, 3);
+  });
+
+  it('leave exactly one copy when five identical appends race', async () => {
+    const s = newStream();
+    const ids = [randomUUID(), randomUUID(), randomUUID()];
+    const batch = ids.map((eventId, i) => event(i, { eventId }));
+    const results = await Promise.all(
+      Array.from({ length: 5 }, () => store.append(s, batch, { expectedVersion: 'no_stream' })),
+    );
+    expect(results.filter((r) => !r.duplicate)).toHaveLength(1);
+    for (const r of results) expect(r).toMatchObject({ streamVersion: 3, eventIds: ids });
+    expect(await eventRows(s)).toBe(3);
+    await expectIntactStream(s, 3);
+  });
+
+  it('refuse an event id reused in another stream, adding nothing there', async () => {
+    const a = newStream();
+    const b = newStream();
+    const id = randomUUID();
+    await store.append(a, [event(1, { eventId: id })]);
+    const err = await rejectionOf(store.append(b, [event(1, { eventId: id })]));
+    expect(err).toBeInstanceOf(IdempotencyConflict);
+    expect(err).toMatchObject({ code: 'IdempotencyConflict', eventIds: [id] });
+    expect(await streamRow(b)).toBeUndefined();
+    expect(await eventRows(a)).toBe(1);
+  });
+
+  it('refuse a batch that mixes a recorded id with new ones', async () => {
+    const s = newStream();
+    const id = randomUUID();
+    await store.append(s, [event(1, { eventId: id })]);
+    const err = await rejectionOf(store.append(s, [event(1, { eventId: id }), event(2)]));
+    expect(err).toBeInstanceOf(IdempotencyConflict);
+    expect(await eventRows(s)).toBe(1);
+  });
+
+  it('let exactly one of several streams have an event id they all try to record at once', async () => {
+    for (let round = 0; round < 5; round++) {
+      const streams = Array.from({ length: 10 }, () => newStream());
+      const id = randomUUID();
+      const outcomes = await Promise.allSettled(
+        streams.map((s) => store.append(s, [event(1, { eventId: id })])),
+      );
+      expect(outcomes.filter((o) => o.status === 'fulfilled')).toHaveLength(1);
+      for (const o of outcomes.filter((x) => x.status === 'rejected')) {
+        expect((o as PromiseRejectedResult).reason).toBeInstanceOf(IdempotencyConflict);
+      }
+      const rows = await tdb.handle.db
+        .selectFrom('event')
+        .select('stream_id')
+        .where('event_id', '=', id)
+        .execute();
+      expect(rows).toHaveLength(1);
+    }
+  });
+});
+
+describe('readStream', () => {
+  let s: string;
+  beforeAll(async () => {
+    s = newStream();
+    await store.append(s, [event(1), event(2), event(3)]);
+    await store.append(s, [event(4, { schemaVersion: 2, metadata: { actor: 'ops', correlationId: 'c-1' } })]);
+    await store.append(s, [event(5)]);
+  });
+
+  it('reads every event in version order with what was appended', async () => {
+    const events = await store.readStream(s);
+    expect(events.map((e) => e.data)).toEqual([1, 2, 3, 4, 5].map((step) => ({ step })));
+    expect(events[3]).toMatchObject({
+      streamId: s,
+      streamVersion: 4,
+      type: 'StepCompleted',
+      schemaVersion: 2,
+      metadata: { actor: 'ops', correlationId: 'c-1' },
+    });
+    expect(events[0]).toMatchObject({ schemaVersion: 1, metadata: {} });
+    for (const e of events) {
+      expect(e.eventId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+      expect(e.recordedAt).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/);
+    }
+  });
+
+  it.each([
+    [{ fromVersion: 2 }, [2, 3, 4, 5]],
+    [{ toVersion: 3 }, [1, 2, 3]],
+    [{ fromVersion: 2, toVersion: 4 }, [2, 3, 4]],
+    [{ fromVersion: 3, toVersion: 3 }, [3]],
+    [{ fromVersion: 6 }, []],
+    [{ fromVersion: 4, toVersion: 2 }, []],
+  ])('reads the range %o', async (range, versions) => {
+    expect((await store.readStream(s, range)).map((e) => e.streamVersion)).toEqual(versions);
+  });
+
+  it('reads nothing from a stream that does not exist', async () => {
+    expect(await store.readStream(newStream())).toEqual([]);
+  });
+});
+
+describe('per-stream hash chain', () => {
+  it('links each event to the previous one in its stream, starting from 64 zeros, stream by stream', async () => {
+    const a = newStream();
+    const b = newStream();
+    await store.append(a, [event(1), event(2)]);
+    await store.append(b, [event(1)]);
+    await store.append(a, [event(3)]);
+    await store.append(b, [event(2), event(3), event(4)]);
+    const eventsA = await expectIntactStream(a, 3);
+    const eventsB = await expectIntactStream(b, 4);
+    expect(eventsA[0]?.prevHash).toBe('0'.repeat(64));
+    expect(eventsB[0]?.prevHash).toBe('0'.repeat(64));
+    expect(new Set([...eventsA, ...eventsB].map((e) => e.hash)).size).toBe(7);
+  });
+
+  it('folding any appended stream reproduces its versions 1..n and head hash', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.array(storableEvent, { minLength: 1, maxLength: 4 }), { minLength: 1, maxLength: 4 }),
+        async (batches) => {
+          const s = newStream();
+          for (const batch of batches) await store.append(s, batch);
+          const events = await expectIntactStream(s, batches.flat().length);
+          expect(events.map((e) => canonicalJson(e.data))).toEqual(
+            batches.flat().map((e) => canonicalJson(e.data)),
+          );
+        },
+      ),
+      { numRuns: 15 },
+    );
+  });
+});
+
+describe('input that cannot be stored is refused with the field that is wrong', () => {
+  const refused = async (streamId: string, events: NewEvent[], field: string | RegExp) => {
+    const err = await rejectionOf(store.append(streamId, events));
+    expect(err).toBeInstanceOf(InvalidInput);
+    const actual = (err as InvalidInput).field;
+    if (field instanceof RegExp) expect(actual).toMatch(field);
+    else expect(actual).toBe(field);
+    expect(await streamRow(streamId)).toBeUndefined();
+  };
+
+  it.each<[string, NewEvent[], string]>([
+    ['NUL in data', [event(1, { data: { note: 'a\u0000b' } })], 'events[0].data.note'],
+    ['NUL in metadata', [event(1, { metadata: { actor: '\u0000' } })], 'events[0].metadata.actor'],
+    ['NUL in a key', [event(1, { data: { 'k\u0000': 1 } })], 'events[0].data.k\u0000'],
+    ['a lone high surrogate', [event(1), event(2, { data: { s: 'x\ud800' } })], 'events[1].data.s'],
+    ['a lone low surrogate', [event(1, { data: ['\udc00'] })], 'events[0].data[0]'],
+    ['NaN', [event(1, { data: { n: Number.NaN } })], 'events[0].data.n'],
+    [
+      'a __proto__ key',
+      [event(1, { data: JSON.parse('{"__proto__": {"admin": true}}') })],
+      'events[0].data.__proto__',
+    ],
+    [
+      'a constructor key',
+      [event(1, { data: JSON.parse('{"a": {"constructor": 1}}') })],
+      'events[0].data.a.constructor',
+    ],
+    [
+      'a __proto__ metadata key',
+      [event(1, { metadata: JSON.parse('{"__proto__": 1}') })],
+      'events[0].metadata.__proto__',
+    ],
+    ['a bad event type', [event(1, { type: 'Step Completed' })], 'events[0].type'],
+    ['a bad event id', [event(1, { eventId: 'not-a-uuid' })], 'events[0].eventId'],
+    ['a schema version of 0', [event(1, { schemaVersion: 0 })], 'events[0].schemaVersion'],
+    ['a fractional schema version', [event(1, { schemaVersion: 1.5 })], 'events[0].schemaVersion'],
+    ['no events', [], 'events'],
+  ])('%s', async (_what, events, field) => {
+    await refused(newStream(), events, field);
+  });
+
+  it('a hole in an array (stored as null, but hashed differently)', async () => {
+    // biome-ignore lint/suspicious/noSparseArray: the hole is the point
+    await refused(newStream(), [event(1, { data: { list: [1, , 3] as Json[] } })], 'events[0].data.list[1]');
+  });
+
+  it('nesting deeper than 64 levels; 64 is stored and round-trips', async () => {
+    const nested = (depth: number): Json => {
+      let v: Json = 'leaf';
+      for (let i = 0; i < depth; i++) v = i % 2 ? { a: v } : [v];
+      return v;
+    };
+    await refused(newStream(), [event(1, { data: nested(65) })], /^events\[0\]\.data(\.a|\[0\])+$/);
+    const s = newStream();
+    await store.append(s, [event(1, { data: nested(64) })]);
+    const [stored] = await expectIntactStream(s, 1);
+    expect(stored?.data).toEqual(nested(64));
+  });
+
+  it.each([
+    '',
+    '-leading-dash',
+    'has space',
+    'a/b',
+    "rollout'; drop table event; --",
+    'ünïcode',
+    'x'.repeat(201),
+    'tab\there',
+  ])('a bad stream id %j', async (streamId) => {
+    const err = await rejectionOf(store.append(streamId, [event()]));
+    expect(err).toBeInstanceOf(InvalidInput);
+    expect(err).toMatchObject({ field: 'streamId' });
+  });
+
+  it('accepts a stream id of 200 characters of the allowed alphabet', async () => {
+    const s = `r${randomUUID()}.v1:a_b-`.padEnd(200, 'z');
+    expect((await store.append(s, [event()])).streamVersion).toBe(1);
+  });
+
+  it.each(['', '1Step', 'Step Completed', 'Step/Completed', 'x'.repeat(101), 'Ünicode'])(
+    'a bad event type %j',
+    async (type) => {
+      await refused(newStream(), [event(1, { type })], 'events[0].type');
+    },
+  );
+
+  it('more than 1000 events in one append; exactly 1000 is fine', async () => {
+    await refused(
+      newStream(),
+      Array.from({ length: 1001 }, (_, i) => event(i)),
+      'events',
+    );
+    const s = newStream();
+    expect(
+      (
+        await store.append(
+          s,
+          Array.from({ length: 1000 }, (_, i) => event(i)),
+        )
+      ).streamVersion,
+    ).toBe(1000);
+    await expectIntactStream(s, 1000);
+  });
+
+  it('the same event id twice in one append, even in different case', async () => {
+    const id = randomUUID();
+    await refused(newStream(), [event(1, { eventId: id }), event(2, { eventId: id })], 'events[1].eventId');
+    await refused(
+      newStream(),
+      [event(1, { eventId: id }), event(2), event(3, { eventId: id.toUpperCase() })],
+      'events[2].eventId',
+    );
+  });
+});
+
+describe('hostile but valid content', () => {
+  it('round-trips byte-identical and still matches its hash', async () => {
+    const strings = [
+      "'); drop table event; --",
+      '$1 $$ $tag$ :name ? %s',
+      '\\u0000 is six characters here, \\x00 too',
+      '"quoted" \\back\\slashes\\',
+      '👩🏽‍💻🏳️‍🌈 \ud83d\ude00',
+      '\u200f\u202eevil\u202c \u200e',
+      'e\u0301 ñ ﬁ Ａ',
+      '\ufeff\uffff\ufffd',
+      '\u0001\u001f\u007f\u0085 \t\r\n',
+      '\u2028\u2029',
+      'null',
+      '',
+      'x'.repeat(100_000),
+    ];
+    const data: Json = {
+      strings,
+      keys: Object.fromEntries(strings.slice(0, 12).map((s, i) => [s, i])),
+      numbers: [0, 1e21, 5e-324, 0.1, 1.7976931348623157e308, Number.MAX_SAFE_INTEGER, -1.5e-10, 123456.789],
+      nested: { '': { 'a.b': { '[0]': [null, true, false] } } },
+    };
+    const metadata = { actor: strings[0] as string, note: strings[4] as string };
+    const s = newStream();
+    await store.append(s, [{ type: 'ReadbackRecorded', data, metadata }]);
+    const [stored] = await expectIntactStream(s, 1);
+    if (!stored) throw new Error('the event was not stored');
+    expect(stored.data).toEqual(data);
+    expect(stored.metadata).toEqual(metadata);
+    expect(canonicalJson(stored.data)).toBe(canonicalJson(data));
+    const back = (stored.data as { strings: string[] }).strings;
+    back.forEach((str, i) => {
+      expect(str === strings[i]).toBe(true);
+    });
+  });
+
+  it('stores -0 as 0, which hashes the same', async () => {
+    const s = newStream();
+    await store.append(s, [event(1, { data: { z: -0 } })]);
+    const [stored] = await expectIntactStream(s, 1);
+    expect(canonicalJson(stored?.data)).toBe('{"z":0}');
+  });
+});
+
+describe('the log is immutable in the database', () => {
+  let signingKeyId: string;
+
+  beforeAll(async () => {
+    const s = newStream();
+    await store.append(s, [event(1), event(2)]);
+    const ledger = new LedgerRepository(tdb.handle);
+    const batch = await ledger.sequenceBatch(10_000);
+    expect(batch.entries.length).toBeGreaterThan(0);
+    signingKeyId = `test-key-${randomUUID()}`;
+    await ledger.registerKey(
+      signingKeyId,
+      '-----BEGIN PUBLIC KEY-----\nnot checked here\n-----END PUBLIC KEY-----\n',
+    );
+    const c = {
+      position: batch.head.position,
+      headHash: batch.head.hash,
+      createdAt: new Date().toISOString(),
+      keyId: signingKeyId,
+    };
+    await ledger.insertCheckpoint({ ...c, signature: Buffer.from(checkpointPayload(c)).toString('base64') });
+  });
+
+  const counts = async () => {
+    const { rows } = await sql<{ event: number; ledger: number; checkpoint: number; signing_key: number }>`
+      select (select count(*) from event)::int as event, (select count(*) from ledger)::int as ledger,
+             (select count(*) from checkpoint)::int as checkpoint, (select count(*) from signing_key)::int as signing_key`.execute(
+      tdb.handle.db,
+    );
+    return rows[0];
+  };
+
+  it.each([
+    ['update event', sql`update event set data = '{"rewritten": true}'::jsonb`],
+    ['update one event', sql`update event set type = 'Forged' where id = (select min(id) from event)`],
+    ['delete from event', sql`delete from event`],
+    ['truncate event', sql`truncate event cascade`],
+    ['update ledger', sql`update ledger set hash = repeat('0', 64)`],
+    ['delete from ledger', sql`delete from ledger`],
+    ['truncate ledger', sql`truncate ledger cascade`],
+    ['update checkpoint', sql`update checkpoint set signature = 'forged'`],
+    ['delete from checkpoint', sql`delete from checkpoint`],
+    ['truncate checkpoint', sql`truncate checkpoint`],
+    ['update signing_key', sql`update signing_key set public_key_pem = 'attacker key'`],
+    ['delete from signing_key', sql`delete from signing_key`],
+    ['truncate signing_key', sql`truncate signing_key cascade`],
+  ])('rejects %s', async (_what, statement) => {
+    const before = await counts();
+    expect(before?.event).toBeGreaterThan(0);
+    expect(before?.ledger).toBeGreaterThan(0);
+    expect(before?.checkpoint).toBeGreaterThan(0);
+    expect(before?.signing_key).toBeGreaterThan(0);
+    const err = await rejectionOf(statement.execute(tdb.handle.db));
+    // Raised by the log's own trigger (P0001), not by a foreign key or a permission.
+    expect(sqlState(err)).toBe('P0001');
+    expect((err as Error).message).toMatch(/append-only/);
+    expect(await counts()).toEqual(before);
+  });
+
+  it('leaves every event as it was appended', async () => {
+    const streams = await tdb.handle.db
+      .selectFrom('stream')
+      .select('stream_id')
+      .where('version', '>', 0)
+      .execute();
+    for (const { stream_id } of streams) {
+      const events = await store.readStream(stream_id);
+      let prev = GENESIS_HASH;
+      for (const e of events) {
+        expect(eventHash(prev, e)).toBe(e.hash);
+        prev = e.hash;
+      }
+    }
+  });
+});
+
+describe.runIf(onPostgres)('racing real connections (Postgres)', () => {
+  let second: EventStore;
+  beforeAll(async () => {
+    // A second pool, as a second replica of the service would have.
+    second = new EventStore(await tdb.reopen(10));
+  });
+  const storeFor = (i: number) => (i % 2 ? second : store);
+
+  it.each<[string, ExpectedVersion]>([
+    ['no_stream', 'no_stream'],
+    ['0', 0],
+  ])(
+    '20 appends creating one stream with expectedVersion %s: exactly one wins',
+    async (_name, expectedVersion) => {
+      const s = newStream();
+      const outcomes = await Promise.allSettled(
+        Array.from({ length: 20 }, (_, i) => storeFor(i).append(s, [event(i)], { expectedVersion })),
+      );
+      const won = outcomes.filter((o) => o.status === 'fulfilled');
+      expect(won).toHaveLength(1);
+      expect((won[0] as PromiseFulfilledResult<{ streamVersion: number }>).value.streamVersion).toBe(1);
+      for (const o of outcomes.filter((x) => x.status === 'rejected')) {
+        const reason = (o as PromiseRejectedResult).reason;
+        expect(reason).toBeInstanceOf(ConcurrencyConflict);
+        expect(reason).toMatchObject({ streamId: s, expected: expectedVersion, actual: 1 });
+      }
+      await expectIntactStream(s, 1);
+    },
+  );
+
+  it('20 appends at the same exact version of an existing stream: exactly one wins', async () => {
+    const s = newStream();
+    await store.append(s, [event(1), event(2), event(3)]);
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: 20 }, (_, i) => storeFor(i).append(s, [event(i)], { expectedVersion: 3 })),
+    );
+    expect(outcomes.filter((o) => o.status === 'fulfilled')).toHaveLength(1);
+    for (const o of outcomes.filter((x) => x.status === 'rejected')) {
+      expect((o as PromiseRejectedResult).reason).toMatchObject({ code: 'ConcurrencyConflict', actual: 4 });
+    }
+    await expectIntactStream(s, 4);
+  });
+
+  it('200 appends to 50 streams with any: versions 1..n per stream, no gap, chains intact', async () => {
+    const streams = Array.from({ length: 50 }, () => newStream('race'));
+    const results = await Promise.all(
+      Array.from({ length: 200 }, (_, i) => {
+        // A stream's four appends are issued back to back, so they really contend.
+        const s = streams[Math.floor(i / 4)] as string;
+        return storeFor(i)
+          .append(s, [event(i)], { expectedVersion: 'any' })
+          .then((r) => ({ s, ...r }));
+      }),
+    );
+    for (const s of streams) {
+      const versions = results.filter((r) => r.s === s).map((r) => r.streamVersion);
+      expect(versions.sort((a, b) => a - b)).toEqual([1, 2, 3, 4]);
+      await expectIntactStream(s, 4);
+    }
+    expect(results.every((r) => !r.duplicate)).toBe(true);
+  });
+
+  it('five identical retries racing on two pools leave one copy', async () => {
+    const s = newStream();
+    const batch = [event(1, { eventId: randomUUID() }), event(2, { eventId: randomUUID() })];
+    const results = await Promise.all(
+      Array.from({ length: 5 }, (_, i) => storeFor(i).append(s, batch, { expectedVersion: 'no_stream' })),
+    );
+    expect(results.filter((r) => !r.duplicate)).toHaveLength(1);
+    expect(new Set(results.map((r) => r.streamVersion))).toEqual(new Set([2]));
+    await expectIntactStream(s, 2);
+  });
+});
