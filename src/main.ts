@@ -30,9 +30,12 @@ async function main(): Promise<void> {
       });
     }
     await app.listen({ port: config.port, host: config.host });
+    // The port really bound (PORT=0 asks the OS for a free one).
+    const address = app.getHttpServer().address();
+    const port = typeof address === 'object' && address ? address.port : config.port;
     logger.info(
-      { port: config.port, host: config.host, database: config.database.kind },
-      `upgrade-ledger listening on http://${config.host}:${config.port}`,
+      { port, host: config.host, database: config.database.kind },
+      `upgrade-ledger listening on http://${config.host}:${port}`,
     );
   } catch (err) {
     if (err instanceof RestoredDatabaseError) {

@@ -1,0 +1,351 @@
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { PGlite } from '@electric-sql/pglite';
+import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
+import { type DatabaseHandle, wrapPGlite } from '../../src/database/database.js';
+import { migrateToLatest } from '../../src/database/migrator.js';
+import { EventStore } from '../../src/event-store/event-store.repository.js';
+import { createTestDatabase, onPostgres, type TestDatabase } from '../support/database.js';
+
+/**
+ * The real server as a child process: built with the project's own compiler settings
+ * (tsconfig.build.json, as `nest build` does) into a directory of this file's own, so the shared
+ * dist/ is never wiped under anyone's feet, then started with `node <build>/src/main.js`.
+ * On PGlite it opens its own on-disk database in a temporary DATA_DIR; with DATABASE_URL set it
+ * gets a fresh Postgres database of its own.
+ */
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const TOKEN = `proc-admin-${randomBytes(12).toString('hex')}`;
+const SEEDED = 10_000;
+
+let buildDir: string;
+
+interface Child {
+  proc: ChildProcess;
+  output(): string;
+  stdout(): string;
+  stderr(): string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+function start(env: Record<string, string>): Child {
+  return showOnFailure(spawnServer(env));
+}
+
+/** A failing test shows what the server said. */
+function showOnFailure(child: Child): Child {
+  onTestFailed(() => {
+    console.error(`server output (last 6000 characters):\n${child.output().slice(-6000)}`);
+  });
+  return child;
+}
+
+function spawnServer(env: Record<string, string>): Child {
+  let out = '';
+  let err = '';
+  const proc = spawn(process.execPath, [path.join(buildDir, 'src/main.js')], {
+    cwd: ROOT,
+    // Only what the service needs: nothing of the test runner's environment leaks in.
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? tmpdir(), ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  proc.stdout?.setEncoding('utf8').on('data', (c: string) => {
+    out += c;
+  });
+  proc.stderr?.setEncoding('utf8').on('data', (c: string) => {
+    err += c;
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    proc.on('exit', (code, signal) => resolve({ code, signal }));
+  });
+  return { proc, exited, output: () => out + err, stdout: () => out, stderr: () => err };
+}
+
+async function eventually<T>(
+  what: string,
+  probe: () => Promise<T | undefined>,
+  deadlineMs = 60_000,
+): Promise<T> {
+  const until = Date.now() + deadlineMs;
+  for (;;) {
+    const value = await probe().catch(() => undefined);
+    if (value !== undefined) return value;
+    if (Date.now() > until) throw new Error(`gave up waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** The port Fastify reports it listens on (PORT=0 lets the system choose a free one). */
+function listeningPort(child: Child): Promise<number> {
+  return Promise.race([
+    eventually('the server to listen', async () => {
+      const m = /Server listening at http:\/\/127\.0\.0\.1:(\d+)/.exec(child.stdout());
+      return m ? Number(m[1]) : undefined;
+    }),
+    child.exited.then(({ code, signal }) => {
+      throw new Error(`the server exited (${code ?? signal}) before listening`);
+    }),
+  ]);
+}
+
+interface Reply {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+}
+
+function get(port: number, url: string, headers: Record<string, string> = {}): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port, path: url, headers, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => {
+        body += c;
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+  });
+}
+
+function requestIdOf(child: Child, url: string): string | undefined {
+  for (const line of child.stdout().split('\n')) {
+    if (!line.includes('"incoming request"') || !line.includes(`"url":"${url}"`)) continue;
+    return (JSON.parse(line) as { requestId: string }).requestId;
+  }
+  return undefined;
+}
+
+function completed(child: Child, requestId: string): boolean {
+  return child
+    .stdout()
+    .split('\n')
+    .some((l) => l.includes('"request completed"') && l.includes(`"requestId":"${requestId}"`));
+}
+
+/** Appends `n` events, as the service's event store would, before the service starts. */
+async function seed(handle: DatabaseHandle, n: number): Promise<void> {
+  const store = new EventStore(handle);
+  for (let i = 0; i < n; i += 1000) {
+    await store.append(
+      `seeded-${i / 1000}`,
+      Array.from({ length: Math.min(1000, n - i) }, (_, j) => ({ type: 'Seeded', data: { i: i + j } })),
+    );
+  }
+}
+
+beforeAll(async () => {
+  buildDir = path.join(ROOT, 'test-output', `e2e-build-${process.pid}-${randomBytes(4).toString('hex')}`);
+  // The checks are the typecheck's job; this only emits, as `nest build` would.
+  await promisify(execFile)(
+    process.execPath,
+    [
+      path.join(ROOT, 'node_modules/typescript/bin/tsc'),
+      '-p',
+      path.join(ROOT, 'tsconfig.build.json'),
+      '--noCheck',
+      '--outDir',
+      buildDir,
+    ],
+    { cwd: ROOT },
+  );
+});
+afterAll(async () => {
+  if (buildDir) await rm(buildDir, { recursive: true, force: true });
+});
+
+describe('the server process: configuration', () => {
+  it('refuses a bad PORT: exits non-zero, naming PORT on stderr', async () => {
+    const child = start({ PORT: 'abc', ADMIN_TOKEN: TOKEN, DATA_DIR: path.join(tmpdir(), 'never-used') });
+    const { code } = await child.exited;
+    expect(code).not.toBe(0);
+    expect(code).not.toBeNull();
+    expect(child.stderr()).toMatch(/\bPORT\b/);
+    expect(child.stdout()).not.toMatch(/listening/i);
+  });
+
+  it('names every bad variable, without echoing a rejected secret', async () => {
+    const shortSecret = 'tooShort-Q7x';
+    const child = start({
+      PORT: '70000',
+      ADMIN_TOKEN: shortSecret,
+      LOG_LEVEL: 'loud',
+      DATA_DIR: path.join(tmpdir(), 'never-used'),
+    });
+    const { code } = await child.exited;
+    expect(code).not.toBe(0);
+    const stderr = child.stderr();
+    expect(stderr).toMatch(/\bPORT\b/);
+    expect(stderr).toMatch(/\bADMIN_TOKEN\b/);
+    expect(stderr).toMatch(/\bLOG_LEVEL\b/);
+    expect(child.output()).not.toContain(shortSecret);
+  });
+});
+
+describe('the server process: running and shutting down', () => {
+  let dataDir: string;
+  let db: TestDatabase | undefined;
+  let env: Record<string, string>;
+  let child: Child | undefined;
+
+  beforeAll(async () => {
+    dataDir = await mkdtemp(path.join(tmpdir(), 'upgrade-ledger-proc-'));
+    env = { PORT: '0', HOST: '127.0.0.1', ADMIN_TOKEN: TOKEN, DATA_DIR: dataDir, LOG_LEVEL: 'trace' };
+    if (onPostgres) {
+      db = await createTestDatabase();
+      await seed(db.handle, SEEDED);
+      env.DATABASE_URL = db.url!;
+    } else {
+      // The same on-disk database the service will open (DATA_DIR/pgdata), seeded before it starts.
+      const handle = await wrapPGlite(await PGlite.create(path.join(dataDir, 'pgdata')));
+      await migrateToLatest(handle.db);
+      await seed(handle, SEEDED);
+      await handle.close();
+    }
+  });
+  afterAll(async () => {
+    if (child && child.proc.exitCode === null && child.proc.signalCode === null) {
+      child.proc.kill('SIGKILL');
+      await child.exited;
+    }
+    await db?.drop();
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it('starts, answers /health/ready, and never writes ADMIN_TOKEN to its output', async () => {
+    child = start(env);
+    const port = await listeningPort(child);
+    const ready = await eventually('/health/ready to answer 200', async () => {
+      const r = await get(port, '/health/ready');
+      return r.status === 200 ? r : undefined;
+    });
+    expect(JSON.parse(ready.body)).toMatchObject({
+      status: 'ready',
+      database: onPostgres ? 'postgres' : 'pglite',
+      checks: { database: { ok: true }, migrations: { ok: true } },
+    });
+
+    // Requests that carry the key, right or wrong, in every shape a client might send it.
+    const auth = { Authorization: `Bearer ${TOKEN}` };
+    const traced = await get(port, '/api/v1/ledger?limit=1', { ...auth, 'x-request-id': 'proc-trace-42' });
+    expect(traced.status).toBe(200);
+    expect(traced.headers['x-request-id']).toBe('proc-trace-42');
+    expect((await get(port, '/metrics', auth)).status).toBe(200);
+    expect((await get(port, '/api/v1/ledger?limit=0', auth)).status).toBe(400);
+    expect((await get(port, '/api/v1/ledger/public-keys/zz', auth)).status).toBe(400);
+    expect((await get(port, '/nowhere', auth)).status).toBe(404);
+    expect((await get(port, '/api/v1/ledger', { Authorization: `Bearer ${TOKEN}-wrong` })).status).toBe(401);
+    expect((await get(port, '/api/v1/ledger', { Authorization: `bearer ${TOKEN}` })).status).toBe(200);
+    expect((await get(port, '/api/v1/ledger', { Authorization: TOKEN })).status).toBe(401);
+    expect((await get(port, '/api/v1/ledger', { Authorization: `Basic ${TOKEN}` })).status).toBe(401);
+    expect((await get(port, '/api/v1/ledger', { 'X-Api-Key': TOKEN, Cookie: `token=${TOKEN}` })).status).toBe(
+      401,
+    );
+
+    // Every request was logged, structured, with its request id; the key never was.
+    await eventually('the request logs', async () =>
+      child!.stdout().split('"request completed"').length > 10 ? true : undefined,
+    );
+    const lines = child.stdout().trim().split('\n');
+    for (const line of lines) expect(() => JSON.parse(line)).not.toThrow();
+    const traceLines = lines.map((l) => JSON.parse(l)).filter((l) => l.requestId === 'proc-trace-42');
+    expect(traceLines.map((l) => l.msg)).toEqual(
+      expect.arrayContaining(['incoming request', 'request completed']),
+    );
+    expect(traceLines.every((l) => typeof l.level === 'number' && typeof l.time === 'number')).toBe(true);
+    expect(child.output()).not.toContain(TOKEN);
+  });
+
+  it('on SIGTERM lets an in-flight request finish, ends live tails, and exits cleanly', async () => {
+    const c = showOnFailure(child!);
+    const port = await listeningPort(c);
+    const auth = { Authorization: `Bearer ${TOKEN}` };
+    // The seeded events are sequenced by the service at start.
+    await eventually('the seeded events to be sequenced', async () => {
+      const head = JSON.parse((await get(port, '/api/v1/ledger/head', auth)).body) as { position: number };
+      return head.position === SEEDED ? true : undefined;
+    });
+
+    // A live tail, caught up and waiting for more.
+    const tail = await new Promise<{ frames: () => string; ended: Promise<'end' | 'aborted'> }>(
+      (resolve, reject) => {
+        const req = http.get(
+          {
+            host: '127.0.0.1',
+            port,
+            path: `/api/v1/ledger/stream?after=${SEEDED - 2}`,
+            headers: auth,
+            agent: false,
+          },
+          (res) => {
+            if (res.statusCode !== 200) reject(new Error(`the stream answered ${res.statusCode}`));
+            let text = '';
+            res.setEncoding('utf8');
+            res.on('data', (chunk: string) => {
+              text += chunk;
+            });
+            const ended = new Promise<'end' | 'aborted'>((done) => {
+              res.on('end', () => done('end'));
+              res.on('aborted', () => done('aborted'));
+              res.on('error', () => done('aborted'));
+            });
+            resolve({ frames: () => text, ended });
+          },
+        );
+        req.on('error', reject);
+      },
+    );
+    await eventually('the tail to catch up', async () =>
+      tail.frames().includes(`id: ${SEEDED}\n`) ? true : undefined,
+    );
+
+    // A slow request: verifying the whole chain of SEEDED entries.
+    const verifying = get(port, '/api/v1/ledger/verify', auth);
+    const verifyId = await eventually('the verify request to arrive', async () =>
+      requestIdOf(c, '/api/v1/ledger/verify'),
+    );
+    c.proc.kill('SIGTERM');
+    const inFlightAtSignal = !completed(c, verifyId);
+
+    const verified = await verifying;
+    expect(verified.status).toBe(200);
+    expect(JSON.parse(verified.body)).toMatchObject({ ok: true, verifiedThrough: SEEDED });
+    // It was still being answered when the signal was sent: the graceful path was exercised.
+    expect(inFlightAtSignal).toBe(true);
+
+    // The live tail is ended by the server (not cut), after exactly the entries it had.
+    expect(await tail.ended).toBe('end');
+    expect(tail.frames().match(/^id: \d+$/gm)).toEqual([`id: ${SEEDED - 1}`, `id: ${SEEDED}`]);
+
+    // Exit after a graceful close: 0, or the SIGTERM re-raised once everything was closed;
+    // never the grace-period exit (1) that a hung shutdown ends in.
+    const exit = await c.exited;
+    expect(exit.code === 0 || (exit.code === null && exit.signal === 'SIGTERM')).toBe(true);
+    expect(c.output()).not.toContain('shutdown grace period over');
+    expect(c.output()).not.toContain(TOKEN);
+    await expect(get(port, '/health/live')).rejects.toThrow(/ECONNREFUSED/);
+  });
+
+  it('starts again on the same database with the ledger intact', async () => {
+    child = start(env);
+    const port = await listeningPort(child);
+    const auth = { Authorization: `Bearer ${TOKEN}` };
+    await eventually('/health/ready to answer 200', async () =>
+      (await get(port, '/health/ready')).status === 200 ? true : undefined,
+    );
+    const verified = JSON.parse((await get(port, '/api/v1/ledger/verify', auth)).body);
+    expect(verified).toMatchObject({ ok: true, verifiedThrough: SEEDED });
+    child.proc.kill('SIGTERM');
+    const exit = await child.exited;
+    expect(exit.code === 0 || (exit.code === null && exit.signal === 'SIGTERM')).toBe(true);
+    expect(child.output()).not.toContain(TOKEN);
+  });
+});
