@@ -11,6 +11,7 @@ import { HealthModule } from './health/health.module.js';
 import { LedgerModule } from './ledger/ledger.module.js';
 import { MetricsModule } from './metrics/metrics.module.js';
 import { ProjectionStoreModule, ProjectionsModule } from './projections/projections.module.js';
+import { ReportingModule } from './reporting/reporting.module.js';
 import { RolloutsModule } from './rollouts/rollouts.module.js';
 
 export interface AppOptions {
@@ -34,6 +35,7 @@ export class AppModule {
         ProjectionStoreModule,
         RolloutsModule,
         ProjectionsModule,
+        ReportingModule,
         HealthModule,
       ],
       providers: [{ provide: APP_GUARD, useClass: AuthGuard }],

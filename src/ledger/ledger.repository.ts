@@ -3,7 +3,7 @@ import { type Kysely, type Selectable, sql } from 'kysely';
 import type { DatabaseHandle } from '../database/database.js';
 import { DATABASE } from '../database/database.module.js';
 import type { Database, EventTable, Json } from '../database/schema.js';
-import { ledgerHash } from './hashing.js';
+import { GENESIS_HASH, ledgerHash } from './hashing.js';
 import type { Checkpoint, LedgerEntry, PublicKeyInfo } from './ledger.types.js';
 
 export interface SequencedBatch {
@@ -94,6 +94,17 @@ export class LedgerRepository {
       .where('id', '=', 1)
       .executeTakeFirstOrThrow();
     return { position: s.position, hash: s.head_hash };
+  }
+
+  /** The chain hash at a position (undefined beyond the head). */
+  async hashAt(position: number): Promise<string | undefined> {
+    if (position === 0) return GENESIS_HASH;
+    const row = await this.db
+      .selectFrom('ledger')
+      .select('hash')
+      .where('position', '=', position)
+      .executeTakeFirst();
+    return row?.hash;
   }
 
   /** Events appended but not yet given a ledger position. */

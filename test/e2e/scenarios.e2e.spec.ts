@@ -1,36 +1,61 @@
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AUTH, startTestApp, type TestApp } from '../support/app.js';
-import { loadScenarios } from '../support/scenarios.js';
+import { AUTH, settleLedger, startTestApp, type TestApp } from '../support/app.js';
+import { loadScenarios, type Scenario } from '../support/scenarios.js';
 
-const scenarios = loadScenarios();
+const FIXTURES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../fixtures/compliance');
+const shared = loadScenarios();
+/** Our own fixtures: each built to fail exactly one rule. */
+const own = loadScenarios(FIXTURES);
 
-describe('conformance scenarios are accepted through the REST API', () => {
+/** Replays a scenario's calls; returns the rollout id it bound. */
+async function replay(t: TestApp, s: Scenario): Promise<string> {
+  const bound: Record<string, string> = {};
+  for (const call of s.calls) {
+    const url = call.path.replace(/\{(\w+)\}/g, (_, k: string) => bound[k] ?? `{${k}}`);
+    const method = call.method.toLowerCase() as 'post' | 'put';
+    const res = await request(t.server)
+      [method](url)
+      .set(AUTH)
+      .send(call.body as object);
+    expect(res.status, `${call.method} ${url}: ${JSON.stringify(res.body)}`).toBeGreaterThanOrEqual(200);
+    expect(res.status).toBeLessThan(300);
+    if (call.bind) bound[call.bind] = res.body[call.bind];
+  }
+  const id = bound.id;
+  if (!id) throw new Error(`${s.scenario} bound no id`);
+  return id;
+}
+
+describe('the rulebook conformance set, replayed through the REST API', () => {
   let t: TestApp;
   beforeAll(async () => {
     t = await startTestApp();
   });
   afterAll(() => t.close());
 
-  it('finds the conformance set', () => {
-    expect(scenarios.length).toBeGreaterThanOrEqual(13);
+  it('finds the shared conformance set and our own fixtures', () => {
+    expect(shared.length).toBeGreaterThanOrEqual(13);
+    expect(own.length).toBeGreaterThanOrEqual(12);
   });
 
-  for (const s of scenarios) {
-    it(`${s.scenario}: every call answers 2xx and the rollout records each one`, async () => {
-      const bound: Record<string, string> = {};
-      for (const call of s.calls) {
-        const url = call.path.replace(/\{(\w+)\}/g, (_, k: string) => bound[k] ?? `{${k}}`);
-        const res = await request(t.server)
-          [call.method.toLowerCase() as 'post' | 'put'](url)
-          .set(AUTH)
-          .send(call.body as object);
-        expect(res.status, `${call.method} ${url}: ${JSON.stringify(res.body)}`).toBeGreaterThanOrEqual(200);
-        expect(res.status).toBeLessThan(300);
-        if (call.bind) bound[call.bind] = res.body[call.bind];
-      }
-      const events = await request(t.server).get(`/api/v1/rollouts/${bound.id}/events`).set(AUTH).expect(200);
+  for (const s of [...shared, ...own]) {
+    it(`${s.scenario}: the JSON report gives every rule the listed verdict`, async () => {
+      const id = await replay(t, s);
+      await settleLedger(t);
+      const events = await request(t.server).get(`/api/v1/rollouts/${id}/events`).set(AUTH).expect(200);
       expect(events.body.events).toHaveLength(s.calls.length);
+      const report = await request(t.server)
+        .get(`/api/v1/reports/rollouts/${id}`)
+        .query({ format: 'json' })
+        .set(AUTH)
+        .expect(200);
+      const verdicts = Object.fromEntries(
+        (report.body.rules as { id: string; verdict: string }[]).map((r) => [r.id, r.verdict]),
+      );
+      expect(verdicts).toEqual(s.verdicts);
     });
   }
 });

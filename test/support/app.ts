@@ -5,6 +5,8 @@ import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { createApp } from '../../src/app.js';
 import { type AppConfig, loadConfig } from '../../src/config/config.js';
 import type { DatabaseHandle } from '../../src/database/database.js';
+import { LedgerRepository } from '../../src/ledger/ledger.repository.js';
+import { SequencerService } from '../../src/ledger/sequencer.service.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
@@ -58,4 +60,20 @@ export async function startTestApp(
       await rm(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Waits until every committed event has a ledger position (drains this instance's sequencer;
+ * on a shared Postgres another session's open transaction can hold xmin back for a moment).
+ */
+export async function settleLedger(t: TestApp, deadlineMs = 30_000): Promise<void> {
+  const sequencer = t.app.get(SequencerService);
+  const ledger = t.app.get(LedgerRepository);
+  const until = Date.now() + deadlineMs;
+  for (;;) {
+    await sequencer.drain();
+    if ((await ledger.pendingCount()) === 0) return;
+    if (Date.now() > until) throw new Error('events stayed unsequenced past the deadline');
+    await new Promise((r) => setTimeout(r, 25));
+  }
 }

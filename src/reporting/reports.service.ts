@@ -1,0 +1,84 @@
+import { Injectable } from '@nestjs/common';
+import type { Principal } from '../auth/principal.js';
+import { InvalidInput, NotFound } from '../common/errors.js';
+import { evaluateRollout, RULEBOOK_VERSION } from '../compliance/rulebook.js';
+import { EventStore } from '../event-store/event-store.repository.js';
+import { LedgerRepository } from '../ledger/ledger.repository.js';
+import { rolloutStreamId } from '../rollouts/rollout.events.js';
+import { toRecorded } from '../rollouts/rollouts.service.js';
+import { VERSION } from '../version.js';
+import { buildRolloutReport, type RolloutReport } from './rollout-report.js';
+
+export type ReportFormat = 'json' | 'csv';
+
+/** Builds reports from the ledger, and records every download in it. */
+@Injectable()
+export class ReportsService {
+  constructor(
+    private readonly store: EventStore,
+    private readonly ledger: LedgerRepository,
+  ) {}
+
+  /**
+   * The rollout's report at a ledger position (default: the head now). Only events with a
+   * position at or below it count, so the same asOf always gives the same report.
+   */
+  async rolloutReport(rolloutId: string, asOf?: number): Promise<RolloutReport> {
+    const head = await this.ledger.head();
+    const position = asOf ?? head.position;
+    if (position > head.position) {
+      throw new InvalidInput('asOf', `is beyond the ledger head (${head.position})`);
+    }
+    const chainHead = await this.ledger.hashAt(position);
+    if (chainHead === undefined) throw new InvalidInput('asOf', `no ledger entry at position ${position}`);
+    const stored = await this.store.readStreamAsOf(rolloutStreamId(rolloutId), { position });
+    if (stored.length === 0) throw new NotFound('rollout', rolloutId);
+    const events = stored.map(toRecorded);
+    return buildRolloutReport(rolloutId, events, evaluateRollout(events), {
+      position,
+      chainHead,
+      rulebookVersion: RULEBOOK_VERSION,
+      serviceVersion: VERSION,
+    });
+  }
+
+  /** Who created the rollout (an engineer may read the reports of its own rollouts). */
+  async creatorOf(rolloutId: string): Promise<string | undefined> {
+    const [first] = await this.store.readStream(rolloutStreamId(rolloutId), { toVersion: 1 });
+    const actor = first?.metadata.actor as { id?: unknown } | undefined;
+    return typeof actor?.id === 'string' ? actor.id : undefined;
+  }
+
+  /** Records a download as an event of its own: who fetched which report or export, as of what. */
+  async recordDownload(
+    principal: Principal,
+    requestId: string,
+    report:
+      | { kind: 'rollout'; rolloutId: string; format: ReportFormat; position: number; chainHead: string }
+      | {
+          kind: 'ledger-export';
+          format: 'ndjson' | 'csv';
+          from: number;
+          to: number;
+          position: number;
+          chainHead: string;
+        },
+  ): Promise<void> {
+    const day = new Date().toISOString().slice(0, 10);
+    await this.store.append(
+      `report-downloads-${day}`,
+      [
+        {
+          type: 'ReportDownloaded',
+          data: report,
+          metadata: {
+            actor: { id: principal.id, name: principal.name, role: principal.role },
+            requestId,
+            source: 'rest',
+          },
+        },
+      ],
+      { expectedVersion: 'any', streamType: 'report-downloads' },
+    );
+  }
+}

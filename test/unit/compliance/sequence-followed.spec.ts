@@ -1,0 +1,221 @@
+import { describe, it } from 'vitest';
+import { type Case, expectJudgement } from '../../support/compliance.js';
+import {
+  compliant,
+  compliantPlan,
+  compliantRollout,
+  ev,
+  rb,
+  revisedPlan,
+  rolloutWith,
+} from '../../support/rollout-events.js';
+
+// compliantPlan's steps: schema (order 1), api (2), docs (3). compliantRollout: 1 planned,
+// 2-3 pre readbacks, 4 started, 5/6 schema, 7/8 api, 9/10 docs, 11-13 post checks, 14 completed.
+const started = [ev.planned(compliantPlan), ...compliant.preflight, ev.started()]; // 1..4
+
+const cases: Case[] = [
+  [
+    'every step in order, completed',
+    compliantRollout,
+    'pass',
+    [1, 5, 6, 7, 8, 9, 10],
+    'every step started after the steps before it completed',
+  ],
+  [
+    'a failed step retried before the next one',
+    [
+      ...started,
+      ev.stepStarted('schema'),
+      ev.stepFailed('schema'),
+      ev.stepStarted('schema'),
+      ev.stepCompleted('schema'),
+      ev.stepStarted('api'),
+      ev.stepCompleted('api'),
+      ev.completed(),
+    ],
+    'pass',
+    [1, 5, 6, 7, 8, 9, 10],
+    'never ran: docs',
+  ],
+  [
+    'a step rolled back and run again before the next one',
+    [
+      ...started,
+      ev.stepStarted('schema'),
+      ev.stepCompleted('schema'),
+      ev.rollbackStarted('lock timeouts', 'schema'),
+      ev.rollbackCompleted(),
+      ev.stepStarted('schema'),
+      ev.stepCompleted('schema'),
+      ev.stepStarted('api'),
+      ev.stepCompleted('api'),
+      ev.aborted(),
+    ],
+    'pass',
+    [1, 5, 6, 9, 10, 11, 12],
+    'never ran: docs',
+  ],
+  [
+    'a rollback that undid only a later step leaves the earlier ones completed',
+    [
+      ...started,
+      ...compliant.steps.slice(0, 4),
+      ev.stepStarted('docs'),
+      ev.stepFailed('docs'),
+      ev.rollbackStarted('docs broke', 'docs'),
+      ev.rollbackCompleted(),
+      ev.stepStarted('docs'),
+      ev.stepCompleted('docs'),
+      ev.completed(),
+    ],
+    'pass',
+    [1, 5, 6, 7, 8, 9, 10, 13, 14],
+    'every step started after the steps before it completed',
+  ],
+  [
+    'a closed rollout in which no step ran',
+    [ev.planned(compliantPlan), ev.aborted()],
+    'pass',
+    [1],
+    'no step ran',
+  ],
+  [
+    'a step started before the one before it',
+    [...started, ev.stepStarted('api')],
+    'fail',
+    [1, 5],
+    'first deviation: step api (order 2) started (#5) while schema (order 1) had not started',
+  ],
+  [
+    'a step started while the one before it still ran (scenario 06)',
+    [...started, ev.stepStarted('schema'), ev.stepStarted('api'), ev.stepCompleted('schema')],
+    'fail',
+    [1, 5, 6],
+    'step api (order 2) started (#6) while schema (order 1) was still running',
+  ],
+  [
+    'a step started after the one before it failed',
+    [...started, ev.stepStarted('schema'), ev.stepFailed('schema'), ev.stepStarted('api')],
+    'fail',
+    [1, 6, 7],
+    'while schema (order 1) had failed',
+  ],
+  [
+    'a step started after the one before it was rolled back',
+    [
+      ...started,
+      ev.stepStarted('schema'),
+      ev.stepCompleted('schema'),
+      ev.rollbackStarted('undo', 'schema'),
+      ev.rollbackCompleted(),
+      ev.stepStarted('api'),
+    ],
+    'fail',
+    [1, 8, 9],
+    'while schema (order 1) had been rolled back',
+  ],
+  [
+    'an unplanned step',
+    [
+      ...started,
+      ev.stepStarted('schema'),
+      ev.stepCompleted('schema'),
+      ev.stepStarted('hotfix'),
+      ev.completed(),
+    ],
+    'fail',
+    [1, 7],
+    'first deviation: step hotfix started (#7) but is not a step of the plan',
+  ],
+  [
+    'only the first deviation is named',
+    [...started, ev.stepStarted('hotfix'), ev.stepStarted('docs')],
+    'fail',
+    [1, 5],
+    'step hotfix',
+  ],
+  [
+    'a deviation fails the rule while still in flight',
+    [...started, ev.stepStarted('docs')],
+    'fail',
+    [1, 5],
+    'step docs (order 3) started (#5) while schema (order 1) had not started',
+  ],
+  [
+    'a step ran although the plan has none',
+    [ev.planned({ title: 'bump' }), ev.started(), ev.stepStarted('hotfix')],
+    'fail',
+    [1, 3],
+    'hotfix started (#3) but is not a step of the plan',
+  ],
+  [
+    'planned, not started',
+    [ev.planned(compliantPlan)],
+    'pending',
+    [1],
+    'in flight: 0 of 3 planned steps completed',
+  ],
+  [
+    'in flight, in order so far (scenario 08)',
+    [...started, ev.stepStarted('schema'), ev.stepCompleted('schema'), ev.stepStarted('api')],
+    'pending',
+    [1, 5, 6, 7],
+    'in flight: 1 of 3 planned steps completed, in plan order so far',
+  ],
+  [
+    'rolling back',
+    [...started, ev.stepStarted('schema'), ev.stepFailed('schema'), ev.rollbackStarted()],
+    'pending',
+    [1, 5, 6],
+    'in flight',
+  ],
+  [
+    'no steps in the plan (scenario 02)',
+    [ev.planned({ title: 'bump' }), ev.started(), ev.completed()],
+    'not-applicable',
+    [1],
+    'the plan has no steps',
+  ],
+  [
+    'the plan in force at the start decides the order',
+    [
+      ev.planned(compliantPlan),
+      ev.revised(revisedPlan),
+      ev.started(),
+      ev.stepStarted('docs'),
+      ev.stepCompleted('docs'),
+      ev.stepStarted('api'),
+      ev.stepCompleted('api'),
+      ev.completed(),
+    ],
+    'pass',
+    [2, 4, 5, 6, 7],
+    'every step started',
+  ],
+  [
+    'readbacks between steps are no deviation',
+    [
+      ...started,
+      ev.stepStarted('schema'),
+      rb.during('version-truth', 'pass', 'schema'),
+      ev.stepCompleted('schema'),
+    ],
+    'pending',
+    [1, 5, 7],
+    '1 of 3',
+  ],
+  [
+    'a compliant plan run under another plan',
+    rolloutWith({ ...compliantPlan, sequence: [] }),
+    'fail',
+    [1, 5],
+    'schema started (#5) but is not a step of the plan',
+  ],
+];
+
+describe('sequence-followed', () => {
+  it.each(cases)('%s', (...row) => {
+    expectJudgement('sequence-followed', row);
+  });
+});
