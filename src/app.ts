@@ -40,6 +40,9 @@ export async function createApp(options: CreateAppOptions): Promise<NestFastifyA
   const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(options), adapter, {
     logger: new PinoNestLogger(logger),
     abortOnError: false,
+    // Fastify's own JSON parser only (with its prototype-poisoning guard and body limit): no form
+    // bodies, so any other content type is a 415.
+    bodyParser: false,
   });
   app.useGlobalFilters(new ProblemFilter());
   app.useGlobalPipes(new SchemaValidationPipe());

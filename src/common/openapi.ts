@@ -2,6 +2,7 @@ import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { ApiKeysService } from '../auth/api-keys.service.js';
 import { bearerToken } from '../auth/auth.guard.js';
+import { READ_ROLES } from '../auth/principal.js';
 
 const DOCS_PATH = '/api/docs';
 const SPEC_PATH = '/api/openapi.json';
@@ -22,6 +23,7 @@ function keyOf(header: string | undefined): string | undefined {
  * OpenAPI at /api/openapi.json and Swagger UI at /api/docs, generated from the same zod schemas
  * that validate requests. Like every route but the health checks, both need a key: a bearer key,
  * or, so that a browser can open the UI, HTTP Basic with any user name and the key as password.
+ * Like every read route, they are for READ_ROLES (and admin): an ingest key gets a 403.
  */
 export function setupOpenApi(app: NestFastifyApplication, version: string): void {
   const document = SwaggerModule.createDocument(
@@ -42,7 +44,22 @@ export function setupOpenApi(app: NestFastifyApplication, version: string): void
     if (path !== SPEC_PATH && path !== YAML_PATH && path !== DOCS_PATH && !path.startsWith(`${DOCS_PATH}/`))
       return;
     const key = keyOf(request.headers.authorization);
-    if (key && (await keys.authenticate(key))) return;
+    const principal = key ? await keys.authenticate(key) : undefined;
+    // The same rule as every route without @Roles: the readers, and admin (not the ingest role).
+    if (principal && (principal.role === 'admin' || READ_ROLES.includes(principal.role))) return;
+    if (principal) {
+      await reply
+        .status(403)
+        .header('Content-Type', 'application/problem+json; charset=utf-8')
+        .send({
+          type: 'https://upgrade-ledger.dev/problems/forbidden',
+          title: 'Forbidden',
+          status: 403,
+          detail: `the API docs need the role ${READ_ROLES.join(' or ')}; the key has the role ${principal.role}`,
+          instance: path,
+        });
+      return;
+    }
     await reply
       .status(401)
       .header('WWW-Authenticate', 'Basic realm="upgrade-ledger API docs: the password is your API key"')

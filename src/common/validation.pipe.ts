@@ -11,6 +11,48 @@ interface Issue {
 /** Stands for "the validated value itself" in a message, until transform() knows its name. */
 const ROOT = '\u0000root';
 
+/** As deep as the event store keeps (storable-json.ts): no schema ever walks a deeper value. */
+const MAX_DEPTH = 64;
+// A lone UTF-16 surrogate: valid in a JS string, not encodable as UTF-8, so never storable.
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+function badText(s: string): string | undefined {
+  if (s.includes('\u0000')) return 'must not contain the NUL character (U+0000)';
+  if (LONE_SURROGATE.test(s)) return 'must be well-formed Unicode (lone surrogate)';
+  return undefined;
+}
+
+/**
+ * The first part of an input that no schema may be given, as a "path: message" string: a value
+ * nested deeper than MAX_DEPTH (a recursive schema such as z.json() overflows the call stack on
+ * 10,000 levels, which was a 500), or a string or key with NUL or a lone surrogate (Postgres
+ * text and jsonb cannot hold them: in a query filter that was a 500, in a key name too). Walks
+ * with its own stack, never by recursion, so any depth is safe here.
+ */
+function unstorable(value: unknown): string | undefined {
+  const at = (path: string[]) => (path.length > 0 ? path.join('.') : ROOT);
+  const stack: { value: unknown; path: string[] }[] = [{ value, path: [] }];
+  for (let next = stack.pop(); next; next = stack.pop()) {
+    const { value: v, path } = next;
+    if (path.length > MAX_DEPTH) {
+      // Named after the top-level field it is in (the whole path would be 65 segments long).
+      const field = Array.isArray(value) ? [] : path.slice(0, 1);
+      return `${at(field)}: must not nest deeper than ${MAX_DEPTH} levels`;
+    }
+    if (typeof v === 'string') {
+      const problem = badText(v);
+      if (problem) return `${at(path)}: ${problem}`;
+    } else if (typeof v === 'object' && v !== null) {
+      for (const key of Object.keys(v).reverse()) {
+        const problem = badText(key);
+        if (problem) return `${at([...path, key])}: ${problem} (in the key)`;
+        stack.push({ value: (v as Record<string, unknown>)[key], path: [...path, key] });
+      }
+    }
+  }
+  return undefined;
+}
+
 /**
  * The Standard Schema pipe, except that every issue names its field:
  * - an unknown field is named as a field. Zod reports the unknown keys of a strict object as one
@@ -24,6 +66,8 @@ const ROOT = '\u0000root';
 export class SchemaValidationPipe extends StandardSchemaValidationPipe {
   override async transform<T = unknown>(value: T, metadata: ArgumentMetadata): Promise<T> {
     try {
+      const problem = metadata.schema && metadata.type !== 'custom' ? unstorable(value) : undefined;
+      if (problem) throw new BadRequestException([problem]);
       return await super.transform(value, metadata);
     } catch (err) {
       if (!(err instanceof BadRequestException)) throw err;

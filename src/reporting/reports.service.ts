@@ -7,7 +7,11 @@ import { LedgerRepository } from '../ledger/ledger.repository.js';
 import { rolloutStreamId } from '../rollouts/rollout.events.js';
 import { toRecorded } from '../rollouts/rollouts.service.js';
 import { VERSION } from '../version.js';
-import { buildRolloutReport, type RolloutReport } from './rollout-report.js';
+import { buildPeriodReport, type PeriodFilter, type PeriodReport } from './period-report.js';
+import { ReportsRepository } from './reports.repository.js';
+import { buildRolloutReport, type ReportBasis, type RolloutReport } from './rollout-report.js';
+
+const PAGE = 500;
 
 export type ReportFormat = 'json' | 'csv';
 
@@ -17,6 +21,7 @@ export class ReportsService {
   constructor(
     private readonly store: EventStore,
     private readonly ledger: LedgerRepository,
+    private readonly reports: ReportsRepository,
   ) {}
 
   /**
@@ -24,6 +29,42 @@ export class ReportsService {
    * position at or below it count, so the same asOf always gives the same report.
    */
   async rolloutReport(rolloutId: string, asOf?: number): Promise<RolloutReport> {
+    const basis = await this.basis(asOf);
+    const report = await this.buildRollout(rolloutId, basis);
+    if (!report) throw new NotFound('rollout', rolloutId);
+    return report;
+  }
+
+  /**
+   * Every rollout planned in the period (as the ledger stood at asOf), judged by the rulebook,
+   * filtered on the plan in force, and aggregated. Reads the ledger a page at a time.
+   */
+  async periodReport(filter: PeriodFilter, asOf?: number): Promise<PeriodReport> {
+    const basis = await this.basis(asOf);
+    const reports: RolloutReport[] = [];
+    for (let after = 0; ; ) {
+      const page = await this.reports.plannedRollouts({
+        from: filter.from ? new Date(filter.from) : undefined,
+        to: filter.to ? new Date(filter.to) : undefined,
+        asOf: basis.position,
+        after,
+        limit: PAGE,
+      });
+      for (const row of page) {
+        const report = await this.buildRollout(row.stream_id.slice('rollout-'.length), basis);
+        if (!report) continue;
+        if (filter.environment && report.rollout.environment !== filter.environment) continue;
+        if (filter.product && !report.rollout.products.some((p) => p.product === filter.product)) continue;
+        reports.push(report);
+      }
+      const last = page.at(-1);
+      if (!last || page.length < PAGE) break;
+      after = last.position;
+    }
+    return buildPeriodReport(reports, filter, basis);
+  }
+
+  private async basis(asOf: number | undefined): Promise<ReportBasis> {
     const head = await this.ledger.head();
     const position = asOf ?? head.position;
     if (position > head.position) {
@@ -31,15 +72,14 @@ export class ReportsService {
     }
     const chainHead = await this.ledger.hashAt(position);
     if (chainHead === undefined) throw new InvalidInput('asOf', `no ledger entry at position ${position}`);
-    const stored = await this.store.readStreamAsOf(rolloutStreamId(rolloutId), { position });
-    if (stored.length === 0) throw new NotFound('rollout', rolloutId);
+    return { position, chainHead, rulebookVersion: RULEBOOK_VERSION, serviceVersion: VERSION };
+  }
+
+  private async buildRollout(rolloutId: string, basis: ReportBasis): Promise<RolloutReport | undefined> {
+    const stored = await this.store.readStreamAsOf(rolloutStreamId(rolloutId), { position: basis.position });
+    if (stored.length === 0) return undefined;
     const events = stored.map(toRecorded);
-    return buildRolloutReport(rolloutId, events, evaluateRollout(events), {
-      position,
-      chainHead,
-      rulebookVersion: RULEBOOK_VERSION,
-      serviceVersion: VERSION,
-    });
+    return buildRolloutReport(rolloutId, events, evaluateRollout(events), basis);
   }
 
   /** Who created the rollout (an engineer may read the reports of its own rollouts). */
@@ -55,6 +95,13 @@ export class ReportsService {
     requestId: string,
     report:
       | { kind: 'rollout'; rolloutId: string; format: ReportFormat; position: number; chainHead: string }
+      | {
+          kind: 'compliance';
+          filter: PeriodFilter;
+          format: ReportFormat;
+          position: number;
+          chainHead: string;
+        }
       | {
           kind: 'ledger-export';
           format: 'ndjson' | 'csv';

@@ -1,4 +1,6 @@
+import { RULE_IDS } from '../compliance/rule.js';
 import { csvLine } from './csv.js';
+import type { PeriodReport } from './period-report.js';
 import type { RolloutReport } from './rollout-report.js';
 
 export const ROLLOUT_REPORT_CSV_COLUMNS = [
@@ -29,6 +31,35 @@ export function rolloutReportCsv(report: RolloutReport): string {
       rule.finding,
       report.rollout.status,
       report.rollout.environment,
+      report.basis.rulebookVersion,
+      report.basis.position,
+      report.basis.chainHead,
+    ]);
+  }
+  return out;
+}
+
+/** One row per rollout of the period: its verdict for each rule, and the basis. */
+export function periodReportCsv(report: PeriodReport): string {
+  let out = csvLine([
+    'rollout_id',
+    'created_at',
+    'environment',
+    'products',
+    'status',
+    ...RULE_IDS,
+    'rulebook_version',
+    'as_of_position',
+    'chain_head',
+  ]);
+  for (const r of report.rollouts) {
+    out += csvLine([
+      r.id,
+      r.createdAt,
+      r.environment,
+      r.products.join(' '),
+      r.status,
+      ...RULE_IDS.map((id) => r.verdicts[id]),
       report.basis.rulebookVersion,
       report.basis.position,
       report.basis.chainHead,

@@ -145,3 +145,98 @@ describe('rollout reports: JSON and CSV', () => {
     await request(t.server).get(`/api/v1/reports/rollouts/${own.body.id}`).set(bearer(engineer)).expect(200);
   });
 });
+
+describe('the period compliance report', () => {
+  let t: TestApp;
+  const byEnv: Record<string, string[]> = {};
+  let rollbacks = 0;
+  beforeAll(async () => {
+    t = await startTestApp();
+    // Every shared scenario, once in "production" and once in "staging".
+    for (const environment of ['production', 'staging']) {
+      for (const s of loadScenarios()) {
+        const [create, ...rest] = s.calls;
+        const body = { ...(create!.body as object), environment };
+        const res = await request(t.server).post(create!.path).set(AUTH).send(body).expect(201);
+        for (const call of rest) {
+          const method = call.method.toLowerCase() as 'post' | 'put';
+          await request(t.server)
+            [method](call.path.replace('{id}', res.body.id))
+            .set(AUTH)
+            .send(call.body as object);
+          if (call.path.endsWith('/rollbacks')) rollbacks++;
+        }
+        (byEnv[environment] ??= []).push(res.body.id);
+      }
+    }
+    await settleLedger(t);
+  });
+  afterAll(() => t.close());
+
+  const period = (query: Record<string, string | number>) =>
+    request(t.server).get('/api/v1/reports/compliance').query(query).set(AUTH);
+
+  it('counts, per rule, exactly the verdicts of the rollouts it covers', async () => {
+    const res = await period({ environment: 'staging', format: 'json' }).expect(200);
+    const report = res.body;
+    expect(report.rollouts.map((r: { id: string }) => r.id).sort()).toEqual([...byEnv.staging!].sort());
+    // Recompute from the per-rollout reports at the same position.
+    const perRule: Record<string, Record<string, number>> = {};
+    let compliant = 0;
+    for (const id of byEnv.staging!) {
+      const one = await request(t.server)
+        .get(`/api/v1/reports/rollouts/${id}`)
+        .query({ asOf: report.basis.position })
+        .set(AUTH)
+        .expect(200);
+      if (!one.body.rules.some((r: { verdict: string }) => r.verdict === 'fail')) compliant++;
+      for (const r of one.body.rules as { id: string; verdict: string }[]) {
+        perRule[r.id] ??= { pass: 0, fail: 0, pending: 0, 'not-applicable': 0 };
+        perRule[r.id]![r.verdict]!++;
+      }
+    }
+    expect(report.totals.compliant).toBe(compliant);
+    for (const rule of report.perRule as { id: string; counts: Record<string, number> }[]) {
+      expect(rule.counts, rule.id).toEqual(perRule[rule.id]);
+    }
+    expect(report.totals.rollbacks).toBe(rollbacks / 2);
+    expect(report.rollbacks.meanTimeToRecoverSeconds).toBeGreaterThanOrEqual(0);
+    expect(report.perProduct.map((p: { product: string }) => p.product)).toEqual(['identity', 'portal-docs']);
+    expect(report.overTime.reduce((n: number, d: { rollouts: number }) => n + d.rollouts, 0)).toBe(
+      byEnv.staging!.length,
+    );
+  });
+
+  it('is byte-identical at the same asOf after more rollouts, and parses as CSV', async () => {
+    const first = await period({ format: 'json' }).expect(200);
+    const asOf = first.body.basis.position;
+    await request(t.server).post('/api/v1/rollouts').set(AUTH).send({ title: 'later' }).expect(201);
+    await settleLedger(t);
+    const again = await period({ format: 'json', asOf }).expect(200);
+    expect(again.text).toBe(first.text);
+    const csv = await period({ format: 'csv', asOf }).expect(200);
+    const rows = parse(csv.text, { columns: true }) as Record<string, string>[];
+    expect(rows).toHaveLength(first.body.rollouts.length);
+    for (const row of rows) {
+      const r = first.body.rollouts.find((x: { id: string }) => x.id === row.rollout_id);
+      for (const id of RULE_IDS) expect(row[id]).toBe(r.verdicts[id]);
+    }
+    const now = await period({ format: 'json' }).expect(200);
+    expect(now.body.totals.rollouts).toBe(first.body.totals.rollouts + 1);
+  });
+
+  it('filters by period and refuses a period that ends before it starts', async () => {
+    const future = await period({ from: '2999-01-01T00:00:00Z' }).expect(200);
+    expect(future.body.totals.rollouts).toBe(0);
+    expect(future.body.totals.complianceRate).toBeNull();
+    const bad = await period({ from: '2026-02-01T00:00:00Z', to: '2026-01-01T00:00:00Z' }).expect(400);
+    expect(bad.body.errors).toEqual(expect.arrayContaining([expect.objectContaining({ field: 'to' })]));
+  });
+
+  it('is for auditors (and admins)', async () => {
+    const engineer = (await createKey(t.server, { role: 'engineer', name: 'eng' })).key;
+    const auditor = (await createKey(t.server, { role: 'auditor', name: 'audit' })).key;
+    await request(t.server).get('/api/v1/reports/compliance').set(bearer(engineer)).expect(403);
+    await request(t.server).get('/api/v1/reports/compliance').set(bearer(auditor)).expect(200);
+  });
+});

@@ -1,0 +1,32 @@
+import { Inject, Injectable } from '@nestjs/common';
+import type { Kysely } from 'kysely';
+import type { DatabaseHandle } from '../database/database.js';
+import { DATABASE } from '../database/database.module.js';
+import type { Database } from '../database/schema.js';
+
+/** SQL of the reporting module. */
+@Injectable()
+export class ReportsRepository {
+  private readonly db: Kysely<Database>;
+
+  constructor(@Inject(DATABASE) handle: DatabaseHandle) {
+    this.db = handle.db;
+  }
+
+  /**
+   * Rollouts planned in [from, to) whose plan event has a ledger position at or below `asOf`,
+   * in ledger order, a page at a time (keyset on position).
+   */
+  async plannedRollouts(opts: { from?: Date; to?: Date; asOf: number; after: number; limit: number }) {
+    let q = this.db
+      .selectFrom('event as e')
+      .innerJoin('ledger as l', 'l.event_row_id', 'e.id')
+      .select(['e.stream_id', 'l.position'])
+      .where('e.type', '=', 'RolloutPlanned')
+      .where('l.position', '<=', opts.asOf)
+      .where('l.position', '>', opts.after);
+    if (opts.from) q = q.where('e.recorded_at', '>=', opts.from);
+    if (opts.to) q = q.where('e.recorded_at', '<', opts.to);
+    return q.orderBy('l.position').limit(opts.limit).execute();
+  }
+}
