@@ -2,8 +2,17 @@ import { checkpointPayload, eventHash, GENESIS_HASH, ledgerHash } from './hashin
 import type { Checkpoint, LedgerEntry, VerifyResult } from './ledger.types.js';
 import { verifyPayload } from './signing.js';
 
+/** Where a verification starts when it does not start at position 1 (an export of a range). */
+export interface VerifyStart {
+  /** The first position that will be pushed. */
+  position: number;
+  /** The chain hash of the entry before it, which the first entry's prev hash must equal. */
+  prevHash: string;
+}
+
 /**
- * Walks a ledger in position order and checks every link: positions gapless from 1, each
+ * Walks a ledger in position order and checks every link: positions gapless from 1 (or from a
+ * given start, for a range of the ledger), each
  * entry's prev hash, each event's own hash, each entry's chain hash, and every checkpoint's
  * head and signature. Feed it entries one by one (constant memory); the first failure sticks.
  * Used by the service's `/ledger/verify` and by the offline verifier alike.
@@ -12,6 +21,10 @@ import { verifyPayload } from './signing.js';
  * const v = new ChainVerifier(checkpoints, keysById);
  * for (const e of entries) if (!v.push(e)) break;
  * v.result(); // { ok: true, verifiedThrough: 42, checkpointsVerified: 1 }
+ *
+ * // A range 501..900 of an export: the chain is checked from there on; checkpoints before 501
+ * // are ignored, and only the signed checkpoints at 501..900 anchor it.
+ * new ChainVerifier(checkpoints, keysById, { position: 501, prevHash: hashOf500 });
  */
 export class ChainVerifier {
   #expected = 1;
@@ -23,8 +36,16 @@ export class ChainVerifier {
   constructor(
     checkpoints: Iterable<Checkpoint>,
     private readonly publicKeys: Map<string, string>,
+    start?: VerifyStart,
   ) {
     this.#checkpoints = new Map([...checkpoints].map((c) => [c.position, c]));
+    if (start) {
+      if (!Number.isSafeInteger(start.position) || start.position < 1) {
+        throw new RangeError(`a verification starts at a position ≥ 1, not ${start.position}`);
+      }
+      this.#expected = start.position;
+      this.#prevHash = start.prevHash;
+    }
   }
 
   get verifiedThrough(): number {

@@ -44,6 +44,11 @@ export class LedgerExporter {
   }
 
   async *ndjson(range: ExportRange): AsyncGenerator<string> {
+    yield* chunked(this.ndjsonLines(range), (line) => `${line}\n`);
+  }
+
+  /** The export's lines in order (see export-format.ts), each canonical JSON. */
+  private async *ndjsonLines(range: ExportRange): AsyncGenerator<string> {
     const header: ExportHeader = {
       kind: 'header',
       format: EXPORT_FORMAT,
@@ -52,38 +57,35 @@ export class LedgerExporter {
       prevHash: range.prevHash,
       generatedFrom: { position: range.head.position, chainHead: range.head.hash },
     };
+    yield canonicalJson(header);
+    for (const k of await this.ledger.publicKeys()) {
+      yield canonicalJson({
+        kind: 'key',
+        keyId: k.keyId,
+        algorithm: k.algorithm,
+        publicKeyPem: k.publicKeyPem,
+      });
+    }
     let checkpoints = 0;
+    for (let after = range.from - 1; ; ) {
+      const page = await this.ledger.checkpoints(after, PAGE);
+      for (const c of page) {
+        if (c.position > range.to) break;
+        checkpoints++;
+        yield canonicalJson({ kind: 'checkpoint', ...c });
+      }
+      const last = page.at(-1);
+      if (!last || page.length < PAGE || last.position >= range.to) break;
+      after = last.position;
+    }
     let entries = 0;
-    const lines = async function* (this: LedgerExporter): AsyncGenerator<string> {
-      yield canonicalJson(header);
-      for (const k of await this.ledger.publicKeys()) {
-        yield canonicalJson({
-          kind: 'key',
-          keyId: k.keyId,
-          algorithm: k.algorithm,
-          publicKeyPem: k.publicKeyPem,
-        });
+    for await (const page of this.pages(range)) {
+      for (const e of page) {
+        entries++;
+        yield canonicalJson({ kind: 'entry', ...e });
       }
-      for (let after = range.from - 1; ; ) {
-        const page = await this.ledger.checkpoints(after, PAGE);
-        for (const c of page) {
-          if (c.position > range.to) break;
-          checkpoints++;
-          yield canonicalJson({ kind: 'checkpoint', ...c });
-        }
-        const last = page.at(-1);
-        if (!last || page.length < PAGE || last.position >= range.to) break;
-        after = last.position;
-      }
-      for await (const page of this.pages(range)) {
-        for (const e of page) {
-          entries++;
-          yield canonicalJson({ kind: 'entry', ...e });
-        }
-      }
-      yield canonicalJson({ kind: 'end', entries, checkpoints });
-    }.call(this);
-    yield* chunked(lines, (line) => `${line}\n`);
+    }
+    yield canonicalJson({ kind: 'end', entries, checkpoints });
   }
 
   async *csv(range: ExportRange): AsyncGenerator<string> {

@@ -346,3 +346,112 @@ describe('ChainVerifier', () => {
     });
   });
 });
+
+describe('ChainVerifier from a start position (a range of the ledger)', () => {
+  /** The ledger and a start s in 1..n: the range s..n, with the hash before s. */
+  const rangeOf = (minLength: number) =>
+    ledgerAndPosition(minLength).map(([entries, s]) => ({
+      entries,
+      s,
+      range: entries.slice(s - 1),
+      prevHash: s === 1 ? GENESIS_HASH : (entries[s - 2] as LedgerEntry).hash,
+    }));
+
+  const verifyFrom = (
+    range: LedgerEntry[],
+    start: { position: number; prevHash: string },
+    checkpoints: Checkpoint[] = [],
+  ) => {
+    const v = new ChainVerifier(checkpoints, knownKeys, start);
+    for (const e of range) if (!v.push(e)) break;
+    return v.result();
+  };
+
+  it('passes any suffix of a valid ledger, with its checkpoints, given the hash before it', () => {
+    fc.assert(
+      fc.property(
+        rangeOf(1).chain((r) =>
+          fc.tuple(
+            fc.constant(r),
+            fc.uniqueArray(fc.integer({ min: r.s, max: r.entries.length }), { maxLength: 3 }),
+          ),
+        ),
+        ([{ entries, s, range, prevHash }, at]) => {
+          const checkpoints = at.map((p) => checkpointAt(entries, p));
+          // Checkpoints before the start are ignored rather than reported as missing.
+          const earlier = s > 1 ? [checkpointAt(entries, s - 1)] : [];
+          expect(verifyFrom(range, { position: s, prevHash }, [...earlier, ...checkpoints])).toEqual({
+            ok: true,
+            verifiedThrough: entries.length,
+            checkpointsVerified: at.length,
+          });
+        },
+      ),
+    );
+  });
+
+  it('fails at the start position when the hash before it is wrong', () => {
+    fc.assert(
+      fc.property(rangeOf(1), ({ s, range }) => {
+        expect(verifyFrom(range, { position: s, prevHash: 'f'.repeat(64) })).toMatchObject({
+          ok: false,
+          brokenAt: s,
+          verifiedThrough: s - 1,
+        });
+      }),
+    );
+  });
+
+  it('fails at the start when the first entry is not the start position', () => {
+    fc.assert(
+      fc.property(rangeOf(2), ({ entries, s, range, prevHash }) => {
+        fc.pre(s < entries.length);
+        // The first entry of the range dropped: position s is missing.
+        expect(verifyFrom(range.slice(1), { position: s, prevHash })).toMatchObject({
+          ok: false,
+          brokenAt: s,
+        });
+      }),
+    );
+  });
+
+  it('breaks exactly where an entry of the range was changed', () => {
+    fc.assert(
+      fc.property(
+        rangeOf(1).chain((r) => fc.tuple(fc.constant(r), fc.integer({ min: r.s, max: r.entries.length }))),
+        ([{ s, range, prevHash }, k]) => {
+          // Generated keys are at most 12 characters, so this one is always new.
+          const tampered = replaceAt(range, k, { data: { __tampered_with__: true } });
+          expect(verifyFrom(tampered, { position: s, prevHash })).toMatchObject({
+            ok: false,
+            brokenAt: k,
+            verifiedThrough: k - 1,
+          });
+        },
+      ),
+    );
+  });
+
+  it('still fails when a checkpoint of the range lies beyond its last entry', () => {
+    fc.assert(
+      fc.property(rangeOf(2), ({ entries, s, range, prevHash }) => {
+        fc.pre(s < entries.length);
+        const checkpoints = [checkpointAt(entries, entries.length)];
+        expect(verifyFrom(range.slice(0, -1), { position: s, prevHash }, checkpoints)).toMatchObject({
+          ok: false,
+          brokenAt: entries.length,
+        });
+      }),
+    );
+  });
+
+  it('behaves as before without a start, and refuses a start below 1', () => {
+    const entries = buildLedger(fc.sample(eventSpec, { numRuns: 4, seed: 3 }));
+    expect(verifyFrom(entries, { position: 1, prevHash: GENESIS_HASH })).toEqual(verify(entries));
+    // Without a start, a range that begins later is a missing position 1.
+    expect(verify(entries.slice(1))).toMatchObject({ ok: false, brokenAt: 1 });
+    expect(() => new ChainVerifier([], knownKeys, { position: 0, prevHash: GENESIS_HASH })).toThrow(
+      RangeError,
+    );
+  });
+});
