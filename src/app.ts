@@ -49,6 +49,18 @@ export async function createApp(options: CreateAppOptions): Promise<NestFastifyA
 
   const metrics = app.get(MetricsService);
   const fastify = app.getHttpAdapter().getInstance();
+  // JSON as Fastify parses it (prototype and constructor poisoning refused), except that an empty
+  // body is no body: `curl -X POST -H 'Content-Type: application/json' …/start` must work.
+  const parseJson = fastify.getDefaultJsonParser('error', 'error');
+  fastify.removeContentTypeParser('application/json');
+  fastify.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    const text = typeof body === 'string' ? body : body.toString('utf8');
+    if (text.trim() === '') {
+      done(null, undefined);
+      return;
+    }
+    parseJson(request, text, done);
+  });
   // Set on arrival too: an SSE stream never goes through onSend, but Nest sends it the reply's headers.
   fastify.addHook('onRequest', async (request, reply) => {
     void reply.header('x-request-id', request.id);

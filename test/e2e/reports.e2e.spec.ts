@@ -166,7 +166,7 @@ describe('the period compliance report', () => {
             .send(call.body as object);
           if (call.path.endsWith('/rollbacks')) rollbacks++;
         }
-        (byEnv[environment] ??= []).push(res.body.id);
+        byEnv[environment] = [...(byEnv[environment] ?? []), res.body.id];
       }
     }
     await settleLedger(t);

@@ -1141,3 +1141,37 @@ describe('If-Match on a rollout that does not exist', () => {
     expect(res.status).toBe(404);
   });
 });
+
+describe('commands without a body, as curl sends them', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp();
+  });
+  afterAll(() => t.close());
+
+  it('accept Content-Type: application/json with an empty body, or no body at all', async () => {
+    const created = await request(t.server)
+      .post('/api/v1/rollouts')
+      .set(AUTH)
+      .send({ title: 'curl', sequence: [{ id: 's1', order: 1, product: 'gateway' }] })
+      .expect(201);
+    const id = created.body.id;
+    // Exactly what `curl -X POST -H 'Content-Type: application/json' URL` sends.
+    const start = await request(t.server)
+      .post(`/api/v1/rollouts/${id}/start`)
+      .set(AUTH)
+      .set('Content-Type', 'application/json')
+      .send('');
+    expect(start.status, JSON.stringify(start.body)).toBe(200);
+    expect(start.body.status).toBe('in_progress');
+    // And with no Content-Type and no body.
+    await request(t.server).post(`/api/v1/rollouts/${id}/steps/s1/start`).set(AUTH).expect(200);
+    // A command that needs a body still says so.
+    const abort = await request(t.server)
+      .post(`/api/v1/rollouts/${id}/abort`)
+      .set(AUTH)
+      .set('Content-Type', 'application/json')
+      .send('');
+    expect(abort.status).toBe(400);
+  });
+});
