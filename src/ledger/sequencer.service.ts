@@ -7,6 +7,7 @@ import {
 } from '@nestjs/common';
 import { Subject } from 'rxjs';
 import { ADVISORY_LOCKS } from '../common/advisory-locks.js';
+import { Waker } from '../common/waker.js';
 import { APP_CONFIG, type AppConfig } from '../config/config.js';
 import type { DatabaseHandle, DedicatedSession } from '../database/database.js';
 import { DATABASE } from '../database/database.module.js';
@@ -48,9 +49,8 @@ export class SequencerService implements OnApplicationBootstrap, OnModuleDestroy
   readonly sequenced$ = new Subject<{ position: number; hash: string }>();
   private stopped = false;
   private loop: Promise<void> | undefined;
-  private wake: (() => void) | undefined;
-  /** Set by NOTIFY between sleeps, so a wake-up that arrives mid-batch is not lost. */
-  private notified = false;
+  /** Woken by NOTIFY; a wake-up that arrives mid-batch is not lost. */
+  private readonly waker = new Waker();
   private leader = false;
   private lastCheckpoint = { position: 0, at: Date.now() };
 
@@ -77,7 +77,7 @@ export class SequencerService implements OnApplicationBootstrap, OnModuleDestroy
 
   async onModuleDestroy(): Promise<void> {
     this.stopped = true;
-    this.wake?.();
+    this.waker.poke();
     await this.loop;
   }
 
@@ -99,8 +99,7 @@ export class SequencerService implements OnApplicationBootstrap, OnModuleDestroy
     while (!this.stopped) {
       try {
         unlisten ??= await this.database.listen(EVENTS_CHANNEL, () => {
-          this.notified = true;
-          this.wake?.();
+          this.waker.poke();
         });
         if (!session) {
           const opened = await this.database.openSession();
@@ -122,7 +121,7 @@ export class SequencerService implements OnApplicationBootstrap, OnModuleDestroy
           const n = await this.sequenceOnce();
           if (n >= this.config.sequencer.batchSize) continue;
         }
-        await this.sleep(this.config.sequencer.pollMs, lost);
+        await this.waker.wait(this.config.sequencer.pollMs, lost);
         backoff = 100;
       } catch (err) {
         if (this.stopped) break;
@@ -134,7 +133,7 @@ export class SequencerService implements OnApplicationBootstrap, OnModuleDestroy
         session = undefined;
         await unlisten?.().catch(() => {});
         unlisten = undefined;
-        await this.sleep(backoff);
+        await this.waker.wait(backoff);
         backoff = Math.min(backoff * 2, 5_000);
       }
     }
@@ -170,24 +169,5 @@ export class SequencerService implements OnApplicationBootstrap, OnModuleDestroy
     const signature = signPayload(this.key, checkpointPayload(checkpoint));
     await this.ledger.insertCheckpoint({ ...checkpoint, signature });
     this.lastCheckpoint = { position: head.position, at: Date.now() };
-  }
-
-  /** Waits for the poll interval, a NOTIFY, or `interrupt`, whichever comes first. */
-  private sleep(ms: number, interrupt?: Promise<unknown>): Promise<void> {
-    if (this.notified) {
-      this.notified = false;
-      return Promise.resolve();
-    }
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        this.notified = false;
-        this.wake = undefined;
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      this.wake = done;
-      void interrupt?.then(done);
-    });
   }
 }

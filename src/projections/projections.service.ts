@@ -8,6 +8,7 @@ import {
 import type { Subscription } from 'rxjs';
 import { ADVISORY_LOCKS } from '../common/advisory-locks.js';
 import { NotFound } from '../common/errors.js';
+import { Waker } from '../common/waker.js';
 import { APP_CONFIG, type AppConfig } from '../config/config.js';
 import type { DatabaseHandle, DedicatedSession } from '../database/database.js';
 import { DATABASE } from '../database/database.module.js';
@@ -30,8 +31,7 @@ export class ProjectionsService implements OnApplicationBootstrap, OnModuleDestr
   private readonly logger = new Logger('Projections');
   private stopped = false;
   private loop: Promise<void> | undefined;
-  private wake: (() => void) | undefined;
-  private woken = false;
+  private readonly waker = new Waker();
   private subscription: Subscription | undefined;
   private readonly byName: Map<string, Projector>;
 
@@ -54,7 +54,7 @@ export class ProjectionsService implements OnApplicationBootstrap, OnModuleDestr
   async onModuleDestroy(): Promise<void> {
     this.stopped = true;
     this.subscription?.unsubscribe();
-    this.wake?.();
+    this.waker.poke();
     await this.loop;
   }
 
@@ -88,8 +88,7 @@ export class ProjectionsService implements OnApplicationBootstrap, OnModuleDestr
   }
 
   private poke(): void {
-    this.woken = true;
-    this.wake?.();
+    this.waker.poke();
   }
 
   /** One pass over all versions; returns how many entries were applied. */
@@ -143,34 +142,17 @@ export class ProjectionsService implements OnApplicationBootstrap, OnModuleDestr
         if (lost) throw new Error('the projection runner session was lost');
         if (!leader) leader = await session.tryAdvisoryLock(PROJECTIONS_LOCK_KEY);
         const applied = leader ? await this.runOnce() : 0;
-        if (applied === 0) await this.sleep(this.config.sequencer.pollMs);
+        if (applied === 0) await this.waker.wait(this.config.sequencer.pollMs);
       } catch (err) {
         if (this.stopped) break;
         this.logger.warn(`projections paused: ${err instanceof Error ? err.message : String(err)}`);
         leader = false;
         await session?.close();
         session = undefined;
-        await this.sleep(1000);
+        await this.waker.wait(1000);
       }
     }
     if (leader) await session?.advisoryUnlock(PROJECTIONS_LOCK_KEY).catch(() => {});
     await session?.close();
-  }
-
-  private sleep(ms: number): Promise<void> {
-    if (this.woken) {
-      this.woken = false;
-      return Promise.resolve();
-    }
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        this.woken = false;
-        this.wake = undefined;
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      this.wake = done;
-    });
   }
 }
