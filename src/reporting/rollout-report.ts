@@ -1,7 +1,7 @@
 import type { RuleResult } from '../compliance/rulebook.js';
 import type { Json } from '../database/schema.js';
 import type { RecordedRolloutEvent } from '../rollouts/rollout.events.js';
-import { SURFACES } from '../rollouts/rollout.plan.js';
+import { missingPlanParts, SURFACES } from '../rollouts/rollout.plan.js';
 import { foldRollout } from '../rollouts/rollout.state.js';
 
 /** What a report was built from: an auditor matches `chainHead` against a signed checkpoint. */
@@ -74,19 +74,6 @@ interface ReadbackCell {
   position: number | null;
 }
 
-const PLAN_PARTS = [
-  'title',
-  'scope',
-  'environment',
-  'products',
-  'compatibility',
-  'releaseNotes',
-  'sequence',
-  'sharedTruthChanges',
-  'rollbackBoundary',
-  'verification',
-] as const;
-
 /**
  * The per-rollout compliance report, as data. Pure and deterministic: the same events, basis and
  * rule results always give the same report (the generation time is not part of it).
@@ -130,10 +117,7 @@ export function buildRolloutReport(
       completedAt: state.completedAt ?? null,
       abortedAt: state.abortedAt ?? null,
       abortReason: state.abortReason ?? null,
-      missingPlanParts: PLAN_PARTS.filter((part) => {
-        const value = state.plan[part];
-        return value === undefined || (Array.isArray(value) && value.length === 0);
-      }),
+      missingPlanParts: missingPlanParts(state.plan),
     },
     summary: {
       pass: count('pass'),

@@ -119,3 +119,11 @@ export const PLAN_PARTS = [
   'verification',
 ] as const satisfies readonly (keyof Plan)[];
 export type PlanStep = z.infer<typeof planStep>;
+
+/** The plan parts that are absent or empty: recorded as missing, and shown as such. */
+export function missingPlanParts(plan: Plan): (typeof PLAN_PARTS)[number][] {
+  return PLAN_PARTS.filter((part) => {
+    const value = plan[part];
+    return value === undefined || (Array.isArray(value) && value.length === 0);
+  });
+}

@@ -9,7 +9,7 @@ import { canonicalJson } from '../ledger/hashing.js';
 import { MetricsService } from '../metrics/metrics.service.js';
 import { decide, type RolloutCommand } from './rollout.decide.js';
 import { type EventMetadata, type RecordedRolloutEvent, rolloutStreamId } from './rollout.events.js';
-import { PLAN_PARTS, type Plan } from './rollout.plan.js';
+import { missingPlanParts, type Plan } from './rollout.plan.js';
 import { evolve, foldRollout, type RolloutState } from './rollout.state.js';
 import { type RolloutListFilter, RolloutsRepository } from './rollouts.repository.js';
 
@@ -208,9 +208,5 @@ function publicMetadata(metadata: { [key: string]: Json }) {
 export type RolloutView = RolloutState & { missingPlanParts: string[]; lastPosition: number | null };
 
 function view(state: RolloutState, lastPosition: number | null): RolloutView {
-  const missingPlanParts = PLAN_PARTS.filter((part) => {
-    const value = state.plan[part];
-    return value === undefined || (Array.isArray(value) && value.length === 0);
-  });
-  return { ...state, missingPlanParts, lastPosition };
+  return { ...state, missingPlanParts: missingPlanParts(state.plan), lastPosition };
 }
