@@ -1,6 +1,7 @@
 import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
 import { Observable, ReplaySubject, takeUntil } from 'rxjs';
 import { NotFound } from '../common/errors.js';
+import { Waker } from '../common/waker.js';
 import { LedgerRepository } from './ledger.repository.js';
 import type { Checkpoint, LedgerEntry, PublicKeyInfo, VerifyResult } from './ledger.types.js';
 import { SequencerService } from './sequencer.service.js';
@@ -94,17 +95,9 @@ export class LedgerService implements OnModuleDestroy {
     return new Observable<LedgerEntry>((subscriber) => {
       let cursor = after;
       let closed = false;
-      let wake: (() => void) | undefined;
-      const sub = this.sequencer.sequenced$.subscribe(() => wake?.());
-      const pause = () =>
-        new Promise<void>((resolve) => {
-          const timer = setTimeout(done, TAIL_POLL_MS);
-          function done() {
-            clearTimeout(timer);
-            resolve();
-          }
-          wake = done;
-        });
+      // Woken by this process's sequencer; a wake-up during a read is not lost.
+      const waker = new Waker();
+      const sub = this.sequencer.sequenced$.subscribe(() => waker.poke());
       void (async () => {
         while (!closed) {
           const batch = await this.repo.read(cursor, TAIL_BATCH);
@@ -113,7 +106,7 @@ export class LedgerService implements OnModuleDestroy {
             subscriber.next(entry);
             cursor = entry.position;
           }
-          if (batch.length < TAIL_BATCH) await pause();
+          if (batch.length < TAIL_BATCH) await waker.wait(TAIL_POLL_MS);
         }
       })().catch((err: unknown) => {
         if (!closed) subscriber.error(err);
@@ -121,7 +114,7 @@ export class LedgerService implements OnModuleDestroy {
       return () => {
         closed = true;
         sub.unsubscribe();
-        wake?.();
+        waker.poke();
       };
     }).pipe(takeUntil(this.closing$));
   }

@@ -8,11 +8,10 @@ import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EventStore } from '../../src/event-store/event-store.repository.js';
 import { checkpointPayload, GENESIS_HASH, ledgerHash } from '../../src/ledger/hashing.js';
-import { LedgerRepository } from '../../src/ledger/ledger.repository.js';
-import { SequencerService } from '../../src/ledger/sequencer.service.js';
 import { keyIdOf } from '../../src/ledger/signing.js';
-import { ADMIN_TOKEN, AUTH, startTestApp, type TestApp } from '../support/app.js';
+import { ADMIN_TOKEN, AUTH, settleLedger, startTestApp, type TestApp } from '../support/app.js';
 import { createTestDatabase, onPostgres, type TestDatabase } from '../support/database.js';
+import { eventually } from '../support/wait.js';
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -54,21 +53,6 @@ const HEX64 = /^[0-9a-f]{64}$/;
 const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 const ISO_MS = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 
-/** Polls `probe` until it returns a value other than undefined, or fails after a generous deadline. */
-async function eventually<T>(
-  what: string,
-  probe: () => Promise<T | undefined>,
-  deadlineMs = 20_000,
-): Promise<T> {
-  const until = Date.now() + deadlineMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > until) throw new Error(`gave up waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
 /** Appends `n` TestHappened events to a stream, remembering what was sent, in order. */
 async function append(
   t: TestApp,
@@ -96,18 +80,6 @@ async function append(
     });
   });
   return into;
-}
-
-/**
- * Sequences everything appended so far. One drain() is not always enough: the sequencer only
- * takes events below the oldest transaction still running anywhere in the cluster, so on a
- * shared Postgres it may have to wait for someone else's transaction to end.
- */
-async function sequenceAll(t: TestApp): Promise<void> {
-  await eventually('every appended event to be sequenced', async () => {
-    await t.app.get(SequencerService).drain();
-    return (await t.app.get(LedgerRepository).pendingCount()) === 0 ? true : undefined;
-  });
 }
 
 async function readAll(t: TestApp): Promise<Entry[]> {
@@ -257,11 +229,11 @@ describe('ledger HTTP surface', () => {
     seedStart = Date.now();
     // Appended one after the other, so commit order (and ledger order) is exactly this.
     await append(t, 'ledgertest-alpha', 8, seeded, { actor: 'tester', correlationId: 'c-1' });
-    await sequenceAll(t);
+    await settleLedger(t);
     await append(t, 'ledgertest-beta', 10, seeded);
-    await sequenceAll(t);
+    await settleLedger(t);
     await append(t, 'ledgertest-alpha', 5, seeded, { source: 'e2e' });
-    await sequenceAll(t);
+    await settleLedger(t);
     seedEnd = Date.now();
   });
   afterAll(() => t.close());
@@ -438,7 +410,7 @@ describe('ledger HTTP surface', () => {
 
   describe('GET /api/v1/ledger/stream (Server-Sent Events)', () => {
     it('replays after ?after=, then delivers new entries live, then resumes after Last-Event-ID', async () => {
-      await sequenceAll(t);
+      await settleLedger(t);
       const head = await headPosition(t);
       const known = await readAll(t);
 
@@ -759,7 +731,7 @@ describe('ledger after a key rotation', () => {
     const env = { CHECKPOINT_EVERY: '3', CHECKPOINT_INTERVAL_MS: '86400000', SEQUENCER_ENABLED: 'false' };
     first = await startTestApp({ env, db });
     await append(first, 'rotation-a', 4);
-    await sequenceAll(first);
+    await settleLedger(first);
     const oldKey = (await request(first.server).get('/api/v1/ledger/public-keys').set(AUTH).expect(200)).body
       .current as string;
 
@@ -769,7 +741,7 @@ describe('ledger after a key rotation', () => {
     const secondDb: TestDatabase = onPostgres ? { ...db, handle: await db.reopen() } : db;
     second = await startTestApp({ env: { ...env, SIGNING_KEY_FILE: keyFile }, db: secondDb });
     await append(second, 'rotation-b', 4);
-    await sequenceAll(second);
+    await settleLedger(second);
 
     const keys = (await request(second.server).get('/api/v1/ledger/public-keys').set(AUTH).expect(200)).body;
     expect(keys.current).not.toBe(oldKey);
@@ -806,7 +778,7 @@ describe('ledger verify on a tampered log', () => {
 
   it('reports ok: false with the first broken position and a reason', async () => {
     await append(t, 'tamper-a', 6);
-    await sequenceAll(t);
+    await settleLedger(t);
     await request(t.server).get('/api/v1/ledger/verify').set(AUTH).expect(200, {
       ok: true,
       verifiedThrough: 6,

@@ -12,6 +12,7 @@ import { type DatabaseHandle, wrapPGlite } from '../../src/database/database.js'
 import { migrateToLatest } from '../../src/database/migrator.js';
 import { EventStore } from '../../src/event-store/event-store.repository.js';
 import { createTestDatabase, onPostgres, type TestDatabase } from '../support/database.js';
+import { eventually as poll } from '../support/wait.js';
 
 /**
  * The real server as a child process: built with the project's own compiler settings
@@ -68,19 +69,9 @@ function spawnServer(env: Record<string, string>): Child {
   return { proc, exited, output: () => out + err, stdout: () => out, stderr: () => err };
 }
 
-async function eventually<T>(
-  what: string,
-  probe: () => Promise<T | undefined>,
-  deadlineMs = 60_000,
-): Promise<T> {
-  const until = Date.now() + deadlineMs;
-  for (;;) {
-    const value = await probe().catch(() => undefined);
-    if (value !== undefined) return value;
-    if (Date.now() > until) throw new Error(`gave up waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+/** A child process may not answer yet (connection refused): keep asking, a little longer. */
+const eventually = <T>(what: string, probe: () => Promise<T | undefined>) =>
+  poll(what, probe, { deadlineMs: 60_000, intervalMs: 50, ignoreErrors: true });
 
 /** The port Fastify reports it listens on (PORT=0 lets the system choose a free one). */
 function listeningPort(child: Child): Promise<number> {

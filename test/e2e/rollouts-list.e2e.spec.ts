@@ -2,8 +2,10 @@ import { sql } from 'kysely';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ProjectionsService } from '../../src/projections/projections.service.js';
+import type { RolloutSummary } from '../../src/rollouts/rollouts.repository.js';
 import { AUTH, startTestApp, type TestApp } from '../support/app.js';
 import { bearer, createKey } from '../support/auth.js';
+import { eventually } from '../support/wait.js';
 
 // The rollout list: a checkpointed projection of the ledger, filtered and keyset-paginated,
 // newest first; and its rebuild (a new version beside the served one, then swapped).
@@ -17,26 +19,7 @@ const KINDS = ['Quarterly patch', 'Security fix', 'Docs refresh', 'Major upgrade
 type Fate = 'planned' | 'in_progress' | 'completed' | 'aborted' | 'rolling_back';
 const FATES: Fate[] = ['planned', 'in_progress', 'completed', 'aborted', 'rolling_back'];
 
-interface Summary {
-  id: string;
-  title: string | null;
-  scope: string | null;
-  environment: string | null;
-  products: string[];
-  status: string;
-  planRevision: number;
-  stepsPlanned: number;
-  stepsCompleted: number;
-  rollbacks: number;
-  createdBy: string | null;
-  createdAt: string;
-  startedAt: string | null;
-  completedAt: string | null;
-  abortedAt: string | null;
-  updatedAt: string;
-  version: number;
-  lastPosition: number;
-}
+type Summary = RolloutSummary;
 
 interface Page {
   items: Summary[];
@@ -65,21 +48,6 @@ async function list(query = ''): Promise<Page> {
   const res = await get(`${BASE}${query ? `?${query}` : ''}`);
   expect(res.status, JSON.stringify(res.body)).toBe(200);
   return res.body as Page;
-}
-
-/** Polls `probe` until it returns a value other than undefined, or fails after a generous deadline. */
-async function eventually<T>(
-  what: string,
-  probe: () => Promise<T | undefined>,
-  deadlineMs = 30_000,
-): Promise<T> {
-  const until = Date.now() + deadlineMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > until) throw new Error(`gave up waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 /** The plan of the i-th rollout: environments, products, kinds and fates vary independently. */

@@ -3,6 +3,7 @@ import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AUTH, startTestApp, type TestApp } from '../support/app.js';
 import { bearer, type CreatedKey, createKey } from '../support/auth.js';
+import { eventually } from '../support/wait.js';
 
 // The rollout REST contract, end to end over HTTP: every endpoint's happy path, every 4xx class,
 // If-Match races, Idempotency-Key retries, asOf reads and verbatim storage of hostile text.
@@ -133,21 +134,6 @@ function expectProblem(res: request.Response, status: number, fields?: string[])
     expect(res.body.errors, JSON.stringify(res.body)).toEqual(
       expect.arrayContaining(fields.map((field) => ({ field, message: expect.any(String) }))),
     );
-  }
-}
-
-/** Polls `probe` until it returns a value other than undefined, or fails after a generous deadline. */
-async function eventually<T>(
-  what: string,
-  probe: () => Promise<T | undefined>,
-  deadlineMs = 30_000,
-): Promise<T> {
-  const until = Date.now() + deadlineMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > until) throw new Error(`gave up waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
   }
 }
 

@@ -12,6 +12,7 @@ import type { LedgerEntry } from '../../src/ledger/ledger.types.js';
 import { SequencerService } from '../../src/ledger/sequencer.service.js';
 import { AUTH, startTestApp, type TestApp } from '../support/app.js';
 import { onPostgres } from '../support/database.js';
+import { waitFor as waitUntil } from '../support/wait.js';
 
 /**
  * The issue's acceptance test. Many connections append concurrently, with expected-version
@@ -44,13 +45,8 @@ function prng(seed: number): () => number {
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-async function waitFor(what: string, check: () => Promise<boolean>, deadlineMs = DEADLINE_MS): Promise<void> {
-  const until = Date.now() + deadlineMs;
-  while (!(await check())) {
-    if (Date.now() > until) throw new Error(`gave up after ${deadlineMs} ms waiting for ${what}`);
-    await sleep(25);
-  }
-}
+const waitFor = (what: string, check: () => Promise<boolean> | boolean) =>
+  waitUntil(what, check, { deadlineMs: DEADLINE_MS });
 
 class DeliberateRollback extends Error {}
 

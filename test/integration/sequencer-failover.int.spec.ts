@@ -6,6 +6,7 @@ import { LedgerService } from '../../src/ledger/ledger.service.js';
 import { SEQUENCER_LOCK_KEY, SequencerService } from '../../src/ledger/sequencer.service.js';
 import { startTestApp, type TestApp } from '../support/app.js';
 import { createTestDatabase, onPostgres, type TestDatabase } from '../support/database.js';
+import { waitFor as waitUntil } from '../support/wait.js';
 
 /**
  * Two replicas on one Postgres: exactly one leads the sequencer (advisory lock); when the
@@ -18,13 +19,8 @@ const ENV = { SEQUENCER_POLL_MS: '50', SEQUENCER_BATCH: '200', CHECKPOINT_EVERY:
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-async function waitFor(what: string, check: () => Promise<boolean> | boolean): Promise<void> {
-  const until = Date.now() + DEADLINE_MS;
-  while (!(await check())) {
-    if (Date.now() > until) throw new Error(`gave up after ${DEADLINE_MS} ms waiting for ${what}`);
-    await sleep(20);
-  }
-}
+const waitFor = (what: string, check: () => Promise<boolean> | boolean) =>
+  waitUntil(what, check, { deadlineMs: DEADLINE_MS });
 
 describe.runIf(onPostgres)('sequencer failover between two replicas (postgres)', () => {
   let db: TestDatabase;

@@ -8,6 +8,7 @@ import type { DatabaseHandle } from '../../src/database/database.js';
 import { LedgerRepository } from '../../src/ledger/ledger.repository.js';
 import { SequencerService } from '../../src/ledger/sequencer.service.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
+import { waitFor } from './wait.js';
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
 export const AUTH = { Authorization: `Bearer ${ADMIN_TOKEN}` };
@@ -66,14 +67,11 @@ export async function startTestApp(
  * Waits until every committed event has a ledger position (drains this instance's sequencer;
  * on a shared Postgres another session's open transaction can hold xmin back for a moment).
  */
-export async function settleLedger(t: TestApp, deadlineMs = 30_000): Promise<void> {
+export async function settleLedger(t: TestApp): Promise<void> {
   const sequencer = t.app.get(SequencerService);
   const ledger = t.app.get(LedgerRepository);
-  const until = Date.now() + deadlineMs;
-  for (;;) {
+  await waitFor('every committed event to be sequenced', async () => {
     await sequencer.drain();
-    if ((await ledger.pendingCount()) === 0) return;
-    if (Date.now() > until) throw new Error('events stayed unsequenced past the deadline');
-    await new Promise((r) => setTimeout(r, 25));
-  }
+    return (await ledger.pendingCount()) === 0;
+  });
 }
