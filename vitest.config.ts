@@ -1,8 +1,8 @@
 import swc from 'unplugin-swc';
 import { defineConfig } from 'vitest/config';
 
-// Three tiers by suffix: *.spec.ts is pure, *.int.spec.ts talks to a real database,
-// *.e2e.spec.ts drives the whole app over HTTP. The database tiers run on embedded PGlite,
+// Four tiers by suffix: *.spec.ts is pure, *.int.spec.ts talks to a real database,
+// *.e2e.spec.ts drives the whole app over HTTP, *.browser.spec.ts drives it from headless Chromium. The database tiers run on embedded PGlite,
 // or on the Postgres named by DATABASE_URL when it is set.
 const swcPlugin = swc.vite({ module: { type: 'es6' } });
 
@@ -42,6 +42,18 @@ export default defineConfig({
           globalSetup: ['test/support/global-setup.ts'],
           testTimeout: 120_000,
           hookTimeout: 120_000,
+        },
+      },
+      {
+        plugins: [swcPlugin],
+        test: {
+          name: 'browser',
+          include: ['test/browser/**/*.browser.spec.ts'],
+          globalSetup: ['test/support/global-setup.ts'],
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
+          // One Chromium at a time is plenty on a two-core machine.
+          fileParallelism: false,
         },
       },
     ],

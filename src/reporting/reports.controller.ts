@@ -1,4 +1,14 @@
-import { Controller, ForbiddenException, Get, Headers, Param, Query, Req, Res } from '@nestjs/common';
+import {
+  Controller,
+  ForbiddenException,
+  Get,
+  Headers,
+  NotAcceptableException,
+  Param,
+  Query,
+  Req,
+  Res,
+} from '@nestjs/common';
 import { ApiBearerAuth, ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply } from 'fastify';
 import { z } from 'zod';
@@ -6,7 +16,9 @@ import { type AuthenticatedRequest, CurrentPrincipal, type Principal, Roles } fr
 import { canonicalJson } from '../ledger/hashing.js';
 import { identifier } from '../rollouts/rollout.plan.js';
 import { rolloutIdParam } from '../rollouts/rollouts.dto.js';
-import { type ReportFormat, ReportsService } from './reports.service.js';
+import { periodReportHtml, rolloutReportHtml } from './render/report-html.js';
+import { periodReportPdf, rolloutReportPdf } from './render/report-pdf.js';
+import { REPORT_FORMATS, type ReportFormat, ReportsService } from './reports.service.js';
 import { periodReportCsv, rolloutReportCsv } from './rollout-report.csv.js';
 
 const periodQuery = z
@@ -15,7 +27,7 @@ const periodQuery = z
     to: z.iso.datetime({ offset: true }).optional(),
     product: identifier.optional(),
     environment: identifier.optional(),
-    format: z.enum(['json', 'csv']).optional(),
+    format: z.enum(REPORT_FORMATS).optional(),
     asOf: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
   })
   .refine((q) => !q.from || !q.to || Date.parse(q.from) < Date.parse(q.to), {
@@ -24,14 +36,50 @@ const periodQuery = z
   });
 
 const reportQuery = z.strictObject({
-  format: z.enum(['json', 'csv']).optional(),
+  format: z.enum(REPORT_FORMATS).optional(),
   asOf: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
 });
 
-/** `format` wins; otherwise the Accept header; JSON by default. */
-function negotiate(format: ReportFormat | undefined, accept: string | undefined): ReportFormat {
+const MEDIA_TYPES: Record<string, ReportFormat> = {
+  'application/json': 'json',
+  'text/csv': 'csv',
+  'text/html': 'html',
+  'application/pdf': 'pdf',
+};
+
+const CONTENT_TYPES: Record<ReportFormat, string> = {
+  json: 'application/json; charset=utf-8',
+  csv: 'text/csv; charset=utf-8; header=present',
+  html: 'text/html; charset=utf-8',
+  pdf: 'application/pdf',
+};
+
+/**
+ * `format` wins; otherwise the most preferred media type of the Accept header that a report comes
+ * in (by q, then by order); JSON for no Accept or any wildcard. An Accept that names only other
+ * types is a 406 listing the ones on offer.
+ */
+export function negotiate(format: ReportFormat | undefined, accept: string | undefined): ReportFormat {
   if (format) return format;
-  return accept && /\btext\/csv\b/.test(accept) && !/application\/json/.test(accept) ? 'csv' : 'json';
+  if (!accept?.trim()) return 'json';
+  const ranges = accept
+    .split(',')
+    .map((part, order) => {
+      const [type = '', ...params] = part.split(';').map((p) => p.trim().toLowerCase());
+      const q = Number(params.find((p) => p.startsWith('q='))?.slice(2) ?? '1');
+      return { type, q: Number.isFinite(q) ? q : 0, order };
+    })
+    .filter((r) => r.q > 0)
+    .sort((a, b) => b.q - a.q || a.order - b.order);
+  for (const { type } of ranges) {
+    const known = MEDIA_TYPES[type];
+    if (known) return known;
+    if (type === '*/*' || type === 'application/*') return 'json';
+    if (type === 'text/*') return 'html';
+  }
+  throw new NotAcceptableException(
+    `reports come as ${Object.keys(MEDIA_TYPES).join(', ')} (or ?format=${REPORT_FORMATS.join('|')})`,
+  );
 }
 
 @ApiTags('reports')
@@ -44,7 +92,7 @@ export class ReportsController {
   @Roles('auditor')
   @ApiOperation({
     summary:
-      'Compliance over a period: every rollout planned in [from, to), the rate per rule and per product, failures, rollbacks and time to recover, compliance per day. JSON or CSV (one row per rollout).',
+      'Compliance over a period: every rollout planned in [from, to), the rate per rule and per product, failures, rollbacks and time to recover, compliance per day. JSON, CSV (one row per rollout), HTML or PDF (with charts of compliance over time and per rule).',
   })
   async compliance(
     @Query({ schema: periodQuery }) query: z.infer<typeof periodQuery>,
@@ -52,7 +100,7 @@ export class ReportsController {
     @CurrentPrincipal() principal: Principal,
     @Req() req: AuthenticatedRequest,
     @Res({ passthrough: true }) reply: FastifyReply,
-  ): Promise<string> {
+  ): Promise<string | Buffer> {
     const format = negotiate(query.format, accept);
     const filter = {
       from: query.from ? new Date(query.from).toISOString() : null,
@@ -68,22 +116,19 @@ export class ReportsController {
       position: report.basis.position,
       chainHead: report.basis.chainHead,
     });
-    this.headers(reply, report.basis);
-    if (format === 'csv') {
-      void reply
-        .header('Content-Type', 'text/csv; charset=utf-8; header=present')
-        .header('Content-Disposition', `attachment; filename="compliance-at-${report.basis.position}.csv"`);
-      return periodReportCsv(report);
-    }
-    void reply.header('Content-Type', 'application/json; charset=utf-8');
-    return canonicalJson(report);
+    return this.send(reply, format, report.basis, `compliance-at-${report.basis.position}`, {
+      json: () => canonicalJson(report),
+      csv: () => periodReportCsv(report),
+      html: () => periodReportHtml(report),
+      pdf: () => periodReportPdf(report),
+    });
   }
 
   @Get('rollouts/:id')
   @Roles('auditor', 'engineer')
   @ApiOperation({
     summary:
-      "A rollout's compliance report: each rule's verdict with its evidence, the step timeline, readbacks before and after, rollbacks, actors. States the ledger position and chain head it was built from. JSON or CSV; byte-identical for a given asOf.",
+      "A rollout's compliance report: each rule's verdict with its evidence, the step timeline, readbacks before and after, rollbacks, actors. States the ledger position and chain head it was built from. JSON, CSV, HTML or PDF (with the step timeline drawn); JSON and CSV are byte-identical for a given asOf.",
   })
   async rollout(
     @Param('id', { schema: rolloutIdParam }) id: string,
@@ -92,7 +137,7 @@ export class ReportsController {
     @CurrentPrincipal() principal: Principal,
     @Req() req: AuthenticatedRequest,
     @Res({ passthrough: true }) reply: FastifyReply,
-  ): Promise<string> {
+  ): Promise<string | Buffer> {
     if (principal.role === 'engineer' && (await this.reports.creatorOf(id)) !== principal.id) {
       throw new ForbiddenException('an engineer key may read the reports of the rollouts it recorded only');
     }
@@ -105,27 +150,39 @@ export class ReportsController {
       position: report.basis.position,
       chainHead: report.basis.chainHead,
     });
-    this.headers(reply, report.basis);
-    if (format === 'csv') {
-      void reply
-        .header('Content-Type', 'text/csv; charset=utf-8; header=present')
-        .header(
-          'Content-Disposition',
-          `attachment; filename="rollout-${id}-at-${report.basis.position}.csv"`,
-        );
-      return rolloutReportCsv(report);
-    }
-    void reply.header('Content-Type', 'application/json; charset=utf-8');
-    // Canonical JSON: the same report is the same bytes, whenever and wherever it is generated.
-    return canonicalJson(report);
+    return this.send(reply, format, report.basis, `rollout-${id}-at-${report.basis.position}`, {
+      // Canonical JSON: the same report is the same bytes, whenever and wherever it is generated.
+      json: () => canonicalJson(report),
+      csv: () => rolloutReportCsv(report),
+      html: () => rolloutReportHtml(report),
+      pdf: () => rolloutReportPdf(report),
+    });
   }
 
-  /** The generation time travels here, never in the body, so the body stays deterministic. */
-  private headers(reply: FastifyReply, basis: { position: number; chainHead: string }): void {
+  /**
+   * Renders the report in the negotiated format with its headers. The generation time travels in
+   * a header, never in the body, so the body stays deterministic. HTML opens in the browser;
+   * the other formats download as files named after the rollout or period and the position.
+   */
+  private async send(
+    reply: FastifyReply,
+    format: ReportFormat,
+    basis: { position: number; chainHead: string },
+    basename: string,
+    render: Record<ReportFormat, () => string | Promise<Buffer>>,
+  ): Promise<string | Buffer> {
+    const body = await render[format]();
     void reply
+      .header('Content-Type', CONTENT_TYPES[format])
+      .header(
+        'Content-Disposition',
+        `${format === 'html' ? 'inline' : 'attachment'}; filename="${basename}.${format}"`,
+      )
       .header('X-Generated-At', new Date().toISOString())
       .header('X-Ledger-Position', String(basis.position))
       .header('X-Chain-Head', basis.chainHead)
-      .header('Cache-Control', 'no-store');
+      .header('Cache-Control', 'no-store')
+      .header('Vary', 'Accept');
+    return body;
   }
 }

@@ -13,7 +13,8 @@ import { buildRolloutReport, type ReportBasis, type RolloutReport } from './roll
 
 const PAGE = 500;
 
-export type ReportFormat = 'json' | 'csv';
+export const REPORT_FORMATS = ['json', 'csv', 'html', 'pdf'] as const;
+export type ReportFormat = (typeof REPORT_FORMATS)[number];
 
 /** Builds reports from the ledger, and records every download in it. */
 @Injectable()

@@ -3,31 +3,13 @@ import { fileURLToPath } from 'node:url';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AUTH, settleLedger, startTestApp, type TestApp } from '../support/app.js';
-import { loadScenarios, type Scenario } from '../support/scenarios.js';
+import { replayScenario } from '../support/replay.js';
+import { loadScenarios } from '../support/scenarios.js';
 
 const FIXTURES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../fixtures/compliance');
 const shared = loadScenarios();
 /** Our own fixtures: each built to fail exactly one rule. */
 const own = loadScenarios(FIXTURES);
-
-/** Replays a scenario's calls; returns the rollout id it bound. */
-async function replay(t: TestApp, s: Scenario): Promise<string> {
-  const bound: Record<string, string> = {};
-  for (const call of s.calls) {
-    const url = call.path.replace(/\{(\w+)\}/g, (_, k: string) => bound[k] ?? `{${k}}`);
-    const method = call.method.toLowerCase() as 'post' | 'put';
-    const res = await request(t.server)
-      [method](url)
-      .set(AUTH)
-      .send(call.body as object);
-    expect(res.status, `${call.method} ${url}: ${JSON.stringify(res.body)}`).toBeGreaterThanOrEqual(200);
-    expect(res.status).toBeLessThan(300);
-    if (call.bind) bound[call.bind] = res.body[call.bind];
-  }
-  const id = bound.id;
-  if (!id) throw new Error(`${s.scenario} bound no id`);
-  return id;
-}
 
 describe('the rulebook conformance set, replayed through the REST API', () => {
   let t: TestApp;
@@ -43,7 +25,7 @@ describe('the rulebook conformance set, replayed through the REST API', () => {
 
   for (const s of [...shared, ...own]) {
     it(`${s.scenario}: the JSON report gives every rule the listed verdict`, async () => {
-      const id = await replay(t, s);
+      const id = await replayScenario(t, s);
       await settleLedger(t);
       const events = await request(t.server).get(`/api/v1/rollouts/${id}/events`).set(AUTH).expect(200);
       expect(events.body.events).toHaveLength(s.calls.length);
