@@ -50,29 +50,28 @@ const emptyCounts = (): Counts => ({ pass: 0, fail: 0, pending: 0, 'not-applicab
 const hasFailure = (rules: RuleResult[]) => rules.some((r) => r.verdict === 'fail');
 
 /**
- * Aggregates per-rollout reports into the period report. Pure and deterministic: rollouts come
- * in ledger order, products and days are sorted.
+ * Folds rollout reports, one at a time, into the period report. Keeps only the aggregates and a
+ * short line per rollout, so a period of 100,000 rollouts never holds 100,000 full reports.
+ * Deterministic: rollouts stay in the order they are added (ledger order), products and days
+ * are sorted.
  */
-export function buildPeriodReport(
-  reports: readonly RolloutReport[],
-  filter: PeriodFilter,
-  basis: ReportBasis,
-): PeriodReport {
-  const perRule = new Map<RuleId, Counts>(RULE_IDS.map((id) => [id, emptyCounts()]));
-  const perProduct = new Map<string, { rollouts: number; compliant: number }>();
-  const perDay = new Map<string, { rollouts: number; compliant: number }>();
-  const failures: PeriodReport['failures'] = [];
-  const rollbackItems: PeriodReport['rollbacks']['items'] = [];
-  let compliant = 0;
+export class PeriodAccumulator {
+  private readonly perRule = new Map<RuleId, Counts>(RULE_IDS.map((id) => [id, emptyCounts()]));
+  private readonly perProduct = new Map<string, { rollouts: number; compliant: number }>();
+  private readonly perDay = new Map<string, { rollouts: number; compliant: number }>();
+  private readonly failures: PeriodReport['failures'] = [];
+  private readonly rollbackItems: PeriodReport['rollbacks']['items'] = [];
+  private readonly rollouts: PeriodReport['rollouts'] = [];
+  private compliant = 0;
 
-  for (const r of reports) {
+  add(r: RolloutReport): void {
     const ok = !hasFailure(r.rules);
-    if (ok) compliant++;
+    if (ok) this.compliant++;
     for (const rule of r.rules) {
-      const counts = perRule.get(rule.id);
+      const counts = this.perRule.get(rule.id);
       if (counts) counts[rule.verdict]++;
       if (rule.verdict === 'fail') {
-        failures.push({
+        this.failures.push({
           rolloutId: r.rollout.id,
           ruleId: rule.id,
           finding: rule.finding,
@@ -80,20 +79,21 @@ export function buildPeriodReport(
         });
       }
     }
-    for (const product of new Set(r.rollout.products.map((p) => p.product))) {
-      const p = perProduct.get(product) ?? { rollouts: 0, compliant: 0 };
+    const products = [...new Set(r.rollout.products.map((p) => p.product))].sort();
+    for (const product of products) {
+      const p = this.perProduct.get(product) ?? { rollouts: 0, compliant: 0 };
       p.rollouts++;
       if (ok) p.compliant++;
-      perProduct.set(product, p);
+      this.perProduct.set(product, p);
     }
     const day = (r.rollout.createdAt ?? '').slice(0, 10);
-    const d = perDay.get(day) ?? { rollouts: 0, compliant: 0 };
+    const d = this.perDay.get(day) ?? { rollouts: 0, compliant: 0 };
     d.rollouts++;
     if (ok) d.compliant++;
-    perDay.set(day, d);
+    this.perDay.set(day, d);
     for (const rb of r.rollbacks) {
       const seconds = rb.completedAt ? (Date.parse(rb.completedAt) - Date.parse(rb.startedAt)) / 1000 : null;
-      rollbackItems.push({
+      this.rollbackItems.push({
         rolloutId: r.rollout.id,
         reason: rb.reason,
         startedAt: rb.startedAt,
@@ -101,44 +101,58 @@ export function buildPeriodReport(
         seconds,
       });
     }
-  }
-  const recovered = rollbackItems.flatMap((i) => (i.seconds === null ? [] : [i.seconds]));
-  return {
-    report: 'compliance',
-    basis,
-    filter,
-    totals: {
-      rollouts: reports.length,
-      compliant,
-      complianceRate: rate(compliant, reports.length),
-      rollbacks: rollbackItems.length,
-    },
-    perRule: RULE_IDS.map((id) => {
-      const counts = perRule.get(id) ?? emptyCounts();
-      return { id, counts, complianceRate: rate(counts.pass, counts.pass + counts.fail) };
-    }),
-    perProduct: [...perProduct.entries()]
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-      .map(([product, p]) => ({ product, ...p, complianceRate: rate(p.compliant, p.rollouts) })),
-    overTime: [...perDay.entries()]
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-      .map(([date, d]) => ({ date, ...d })),
-    failures,
-    rollbacks: {
-      count: rollbackItems.length,
-      meanTimeToRecoverSeconds: recovered.length
-        ? Math.round((recovered.reduce((a, b) => a + b, 0) / recovered.length) * 1000) / 1000
-        : null,
-      items: rollbackItems,
-    },
-    rollouts: reports.map((r) => ({
+    this.rollouts.push({
       id: r.rollout.id,
       title: r.rollout.title,
       environment: r.rollout.environment,
-      products: [...new Set(r.rollout.products.map((p) => p.product))].sort(),
+      products,
       status: r.rollout.status,
       createdAt: r.rollout.createdAt,
       verdicts: Object.fromEntries(r.rules.map((rule) => [rule.id, rule.verdict])) as Record<RuleId, Verdict>,
-    })),
-  };
+    });
+  }
+
+  result(filter: PeriodFilter, basis: ReportBasis): PeriodReport {
+    const recovered = this.rollbackItems.flatMap((i) => (i.seconds === null ? [] : [i.seconds]));
+    const byKey = <T>([a]: [string, T], [b]: [string, T]) => (a < b ? -1 : a > b ? 1 : 0);
+    return {
+      report: 'compliance',
+      basis,
+      filter,
+      totals: {
+        rollouts: this.rollouts.length,
+        compliant: this.compliant,
+        complianceRate: rate(this.compliant, this.rollouts.length),
+        rollbacks: this.rollbackItems.length,
+      },
+      perRule: RULE_IDS.map((id) => {
+        const counts = this.perRule.get(id) ?? emptyCounts();
+        return { id, counts, complianceRate: rate(counts.pass, counts.pass + counts.fail) };
+      }),
+      perProduct: [...this.perProduct.entries()]
+        .sort(byKey)
+        .map(([product, p]) => ({ product, ...p, complianceRate: rate(p.compliant, p.rollouts) })),
+      overTime: [...this.perDay.entries()].sort(byKey).map(([date, d]) => ({ date, ...d })),
+      failures: this.failures,
+      rollbacks: {
+        count: this.rollbackItems.length,
+        meanTimeToRecoverSeconds: recovered.length
+          ? Math.round((recovered.reduce((a, b) => a + b, 0) / recovered.length) * 1000) / 1000
+          : null,
+        items: this.rollbackItems,
+      },
+      rollouts: this.rollouts,
+    };
+  }
+}
+
+/** The period report of these rollout reports (see PeriodAccumulator). */
+export function buildPeriodReport(
+  reports: readonly RolloutReport[],
+  filter: PeriodFilter,
+  basis: ReportBasis,
+): PeriodReport {
+  const acc = new PeriodAccumulator();
+  for (const r of reports) acc.add(r);
+  return acc.result(filter, basis);
 }

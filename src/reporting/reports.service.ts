@@ -7,7 +7,7 @@ import { LedgerRepository } from '../ledger/ledger.repository.js';
 import { rolloutStreamId } from '../rollouts/rollout.events.js';
 import { toRecorded } from '../rollouts/rollouts.service.js';
 import { VERSION } from '../version.js';
-import { buildPeriodReport, type PeriodFilter, type PeriodReport } from './period-report.js';
+import { PeriodAccumulator, type PeriodFilter, type PeriodReport } from './period-report.js';
 import { ReportsRepository } from './reports.repository.js';
 import { buildRolloutReport, type ReportBasis, type RolloutReport } from './rollout-report.js';
 
@@ -42,7 +42,7 @@ export class ReportsService {
    */
   async periodReport(filter: PeriodFilter, asOf?: number): Promise<PeriodReport> {
     const basis = await this.basis(asOf);
-    const reports: RolloutReport[] = [];
+    const acc = new PeriodAccumulator();
     for (let after = 0; ; ) {
       const page = await this.reports.plannedRollouts({
         from: filter.from ? new Date(filter.from) : undefined,
@@ -51,18 +51,27 @@ export class ReportsService {
         after,
         limit: PAGE,
       });
+      const streams = await this.store.readStreamsAsOf(
+        page.map((row) => row.stream_id),
+        basis.position,
+      );
       for (const row of page) {
-        const report = await this.buildRollout(row.stream_id.slice('rollout-'.length), basis);
-        if (!report) continue;
+        const stored = streams.get(row.stream_id);
+        if (!stored) continue;
+        const events = stored.map(toRecorded);
+        const id = row.stream_id.slice('rollout-'.length);
+        const report = buildRolloutReport(id, events, evaluateRollout(events), basis);
         if (filter.environment && report.rollout.environment !== filter.environment) continue;
         if (filter.product && !report.rollout.products.some((p) => p.product === filter.product)) continue;
-        reports.push(report);
+        acc.add(report);
       }
       const last = page.at(-1);
       if (!last || page.length < PAGE) break;
       after = last.position;
+      // Let requests queued behind a long report be served between pages.
+      await new Promise<void>((resolve) => setImmediate(resolve));
     }
-    return buildPeriodReport(reports, filter, basis);
+    return acc.result(filter, basis);
   }
 
   private async basis(asOf: number | undefined): Promise<ReportBasis> {
