@@ -8,11 +8,14 @@ import type { DatabaseHandle } from './database/database.js';
 import { DatabaseModule } from './database/database.module.js';
 import { EventStoreModule } from './event-store/event-store.module.js';
 import { HealthModule } from './health/health.module.js';
+import { IngestModule } from './ingest/ingest.module.js';
 import { LedgerModule } from './ledger/ledger.module.js';
 import { MetricsModule } from './metrics/metrics.module.js';
+import { PlatformTruthModule } from './platform-truth/platform-truth.module.js';
 import { ProjectionStoreModule, ProjectionsModule } from './projections/projections.module.js';
 import { ReportingModule } from './reporting/reporting.module.js';
 import { RolloutsModule } from './rollouts/rollouts.module.js';
+import { SnapshotsModule } from './snapshots/snapshots.module.js';
 
 export interface AppOptions {
   config: AppConfig;
@@ -34,8 +37,11 @@ export class AppModule {
         LedgerModule,
         ProjectionStoreModule,
         RolloutsModule,
+        IngestModule,
         ProjectionsModule,
         ReportingModule,
+        SnapshotsModule,
+        PlatformTruthModule,
         HealthModule,
       ],
       providers: [{ provide: APP_GUARD, useClass: AuthGuard }],

@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { validateCronExpression } from 'cron';
 import { z } from 'zod';
 
 /** A whole number written in plain decimal digits: no blanks, hex, exponents or signs. */
@@ -19,6 +21,115 @@ function isOrigin(value: string): boolean {
     return false;
   }
 }
+
+/** A snapshot target: a platform whose four shared-truth surfaces the scheduler reads. */
+export interface SnapshotTarget {
+  /** Names the target in streams (`snapshots-<name>`), URLs and reports. */
+  name: string;
+  /** Where the platform answers; the surfaces' paths are appended to it. */
+  baseUrl: string;
+  /** The rollout environment whose verified versions this platform should show (default: the name). */
+  environment: string;
+}
+
+const TARGET_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+const TARGET_NAME_MESSAGE =
+  'a target name is 1-63 letters, digits, ".", "_" or "-", starting with a letter or digit';
+
+/** An http(s) base URL without credentials, query or fragment; the trailing slash is dropped. */
+function targetUrl(value: string): string | undefined {
+  try {
+    const url = new URL(value);
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') return undefined;
+    if (url.username || url.password || url.search || url.hash) return undefined;
+    return url.toString().replace(/\/+$/, '');
+  } catch {
+    return undefined;
+  }
+}
+
+const targetSchema = z
+  .strictObject({
+    name: z.string().regex(TARGET_NAME, TARGET_NAME_MESSAGE),
+    baseUrl: z.string().transform((v, ctx) => {
+      const url = targetUrl(v);
+      if (url === undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          message: 'must be an http(s) URL without credentials, query or fragment',
+        });
+        return z.NEVER;
+      }
+      return url;
+    }),
+    environment: z.string().regex(TARGET_NAME, TARGET_NAME_MESSAGE).optional(),
+  })
+  .transform((t): SnapshotTarget => ({ ...t, environment: t.environment ?? t.name }));
+
+/** Refuses two targets of one name: each owns its streams. */
+const distinctTargets = z.array(targetSchema).superRefine((targets, ctx) => {
+  const seen = new Set<string>();
+  for (const t of targets) {
+    if (seen.has(t.name)) ctx.addIssue({ code: 'custom', message: `target "${t.name}" is named twice` });
+    seen.add(t.name);
+  }
+});
+
+/**
+ * `name=baseUrl` pairs, comma-separated.
+ *
+ * @example
+ * parseTargetList('prod=https://platform.example.com, staging=http://10.0.0.5:8080')
+ * // → [{ name: 'prod', baseUrl: 'https://platform.example.com' }, { name: 'staging', … }]
+ */
+export function parseTargetList(value: string): { name: string; baseUrl: string }[] | string {
+  const pairs = value
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean);
+  const targets: { name: string; baseUrl: string }[] = [];
+  for (const pair of pairs) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0) return `"${pair}" is not a name=baseUrl pair`;
+    targets.push({ name: pair.slice(0, eq).trim(), baseUrl: pair.slice(eq + 1).trim() });
+  }
+  return targets;
+}
+
+/**
+ * The JSON file of SNAPSHOT_TARGETS_FILE: an array of `{ name, baseUrl, environment? }`, or an
+ * object `{ "<name>": "<baseUrl>" }`.
+ */
+function readTargetsFile(file: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new Error(`cannot read ${file}: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw new Error(`${file} is not JSON`);
+  }
+  if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed)) {
+    return Object.entries(parsed).map(([name, baseUrl]) => ({ name, baseUrl }));
+  }
+  return parsed;
+}
+
+/** A cron expression of five fields, or six with seconds first, as `cron` reads it. */
+const cronExpression = z
+  .string()
+  .trim()
+  .refine(
+    (v) => (v.startsWith('@') || [5, 6].includes(v.split(/\s+/).length)) && validateCronExpression(v).valid,
+    {
+      message:
+        'must be a cron expression of 5 fields (minute hour day month weekday) or 6 (seconds first), e.g. "*/15 * * * *"',
+    },
+  );
 
 /**
  * The whole configuration of the service: one schema over the environment, parsed once at start.
@@ -68,6 +179,41 @@ export const configSchema = z.object({
         .min(1, 'must list at least one origin'),
     )
     .optional(),
+  /** Snapshot targets as `name=baseUrl` pairs, comma-separated. */
+  SNAPSHOT_TARGETS: z
+    .string()
+    .transform((v, ctx) => {
+      const list = parseTargetList(v);
+      if (typeof list === 'string') {
+        ctx.addIssue({ code: 'custom', message: `${list}; write name=baseUrl pairs, comma-separated` });
+        return z.NEVER;
+      }
+      return list;
+    })
+    .pipe(distinctTargets)
+    .optional(),
+  /** A JSON file of snapshot targets (instead of SNAPSHOT_TARGETS). */
+  SNAPSHOT_TARGETS_FILE: z
+    .string()
+    .transform((file, ctx) => {
+      try {
+        return readTargetsFile(file);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: err instanceof Error ? err.message : String(err) });
+        return z.NEVER;
+      }
+    })
+    .pipe(distinctTargets)
+    .optional(),
+  SNAPSHOT_CRON: cronExpression.default('*/15 * * * *'),
+  /** Time allowed for one GET of one surface, connection to last byte. */
+  SNAPSHOT_TIMEOUT_MS: intFromEnv(5_000, 100, 120_000),
+  /** Retries after a failed GET (timeouts, connection errors, 5xx and 429 only). */
+  SNAPSHOT_RETRIES: intFromEnv(2, 0, 10),
+  /** First pause before a retry; it doubles each time. */
+  SNAPSHOT_RETRY_BACKOFF_MS: intFromEnv(250, 0, 60_000),
+  /** Largest response body read from a surface; a larger one fails that surface. */
+  SNAPSHOT_MAX_BYTES: intFromEnv(262_144, 1024, 16 * 1_048_576),
 });
 
 export type Env = z.input<typeof configSchema>;
@@ -92,6 +238,14 @@ export interface AppConfig {
   rateLimit: { max: number; windowMs: number };
   /** Origins CORS allows; undefined means CORS is off. */
   corsOrigins: string[] | undefined;
+  snapshots: {
+    targets: SnapshotTarget[];
+    cron: string;
+    timeoutMs: number;
+    retries: number;
+    retryBackoffMs: number;
+    maxBytes: number;
+  };
 }
 
 export class ConfigError extends Error {
@@ -114,6 +268,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     );
   }
   const c = parsed.data;
+  if (c.SNAPSHOT_TARGETS && c.SNAPSHOT_TARGETS_FILE) {
+    throw new ConfigError([
+      'SNAPSHOT_TARGETS_FILE: set either SNAPSHOT_TARGETS or SNAPSHOT_TARGETS_FILE, not both',
+    ]);
+  }
   return {
     port: c.PORT,
     host: c.HOST,
@@ -135,6 +294,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     bodyLimitBytes: c.BODY_LIMIT_BYTES,
     rateLimit: { max: c.RATE_LIMIT_MAX, windowMs: c.RATE_LIMIT_WINDOW_MS },
     corsOrigins: c.CORS_ORIGINS,
+    snapshots: {
+      targets: c.SNAPSHOT_TARGETS ?? c.SNAPSHOT_TARGETS_FILE ?? [],
+      cron: c.SNAPSHOT_CRON,
+      timeoutMs: c.SNAPSHOT_TIMEOUT_MS,
+      retries: c.SNAPSHOT_RETRIES,
+      retryBackoffMs: c.SNAPSHOT_RETRY_BACKOFF_MS,
+      maxBytes: c.SNAPSHOT_MAX_BYTES,
+    },
   };
 }
 

@@ -112,6 +112,66 @@ export interface ApiKeyTable {
   last_used_at: ColumnType<Date | null, never, Date>;
 }
 
+/** A claim on one snapshot tick of one target: the primary key lets one replica win it. */
+export interface SnapshotTickTable {
+  target: Immutable<string>;
+  tick_at: Immutable<Date, Date | string>;
+  trigger: Immutable<string>;
+  claimed_by: Immutable<string>;
+  claimed_at: ImmutableDefault<Date>;
+  completed_at: ColumnType<Date | null, never, Date>;
+  outcome: ColumnType<string | null, never, string>;
+}
+
+/** `snapshot_v<N>`: every snapshot, taken or failed, without the bodies. */
+export interface SnapshotReadTable {
+  snapshot_id: string;
+  target: string;
+  environment: string;
+  tick_at: ColumnType<Date, Date | string, Date | string>;
+  trigger: string;
+  status: string;
+  reason: string | null;
+  surfaces: ColumnType<Json, string, string>;
+  versions: ColumnType<Json | null, string | null, string | null>;
+  recorded_at: ColumnType<Date, Date | string, Date | string>;
+  position: number;
+}
+
+/** `drift_v<N>`: every drift, open until resolved. */
+export interface DriftReadTable {
+  drift_id: string;
+  target: string;
+  environment: string;
+  key: string;
+  kind: string;
+  product: string | null;
+  surface: string | null;
+  basis: string;
+  expected: string | null;
+  observed: string | null;
+  ledger_position: number | null;
+  snapshot_id: string;
+  tick_at: ColumnType<Date, Date | string, Date | string>;
+  attribution: ColumnType<Json, string, string>;
+  detected_at: ColumnType<Date, Date | string, Date | string>;
+  detected_position: number;
+  resolved_at: ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+  resolved_position: ColumnType<number | null, number | null | undefined, number | null>;
+  resolution: ColumnType<string | null, string | null | undefined, string | null>;
+  resolved_snapshot_id: ColumnType<string | null, string | null | undefined, string | null>;
+}
+
+/** `version_truth_v<N>`: per environment and product, the version a completed rollout verified. */
+export interface VersionTruthTable {
+  environment: string;
+  product: string;
+  version: string;
+  rollout_id: string;
+  verified_at: ColumnType<Date, Date | string, Date | string>;
+  position: number;
+}
+
 export interface Database {
   stream: StreamTable;
   event: EventTable;
@@ -122,6 +182,10 @@ export interface Database {
   checkpoint: CheckpointTable;
   signing_key: SigningKeyTable;
   api_key: ApiKeyTable;
+  snapshot_tick: SnapshotTickTable;
+  snapshot_v1: SnapshotReadTable;
+  drift_v1: DriftReadTable;
+  version_truth_v1: VersionTruthTable;
 }
 
 export type EventRow = Selectable<EventTable>;

@@ -1,7 +1,11 @@
 import { Global, Module } from '@nestjs/common';
 import { LedgerModule } from '../ledger/ledger.module.js';
+import { VersionTruthModule } from '../platform-truth/version-truth.module.js';
+import { VersionTruthProjector } from '../platform-truth/version-truth.projector.js';
 import { RolloutSummaryProjector } from '../rollouts/rollout-summary.projector.js';
 import { RolloutsModule } from '../rollouts/rollouts.module.js';
+import { SnapshotsModule } from '../snapshots/snapshots.module.js';
+import { DriftProjector, SnapshotsProjector } from '../snapshots/snapshots.projector.js';
 import { PROJECTORS } from './projection.types.js';
 import { ProjectionsController } from './projections.controller.js';
 import { ProjectionsRepository } from './projections.repository.js';
@@ -14,13 +18,13 @@ export class ProjectionStoreModule {}
 
 /** The runner of every projector. */
 @Module({
-  imports: [LedgerModule, RolloutsModule],
+  imports: [LedgerModule, RolloutsModule, SnapshotsModule, VersionTruthModule],
   controllers: [ProjectionsController],
   providers: [
     ProjectionsService,
     {
       provide: PROJECTORS,
-      inject: [RolloutSummaryProjector],
+      inject: [RolloutSummaryProjector, SnapshotsProjector, DriftProjector, VersionTruthProjector],
       useFactory: (...projectors: unknown[]) => projectors,
     },
   ],

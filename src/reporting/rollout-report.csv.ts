@@ -14,7 +14,13 @@ export const ROLLOUT_REPORT_CSV_COLUMNS = [
   'rulebook_version',
   'as_of_position',
   'chain_head',
+  'external_facts',
 ] as const;
+
+/** The rollout's external facts in one cell: `<occurredAt> <kind>: <summary>`, separated by ` | `. */
+function externalFactsCell(report: RolloutReport): string {
+  return report.externalFacts.map((f) => `${f.occurredAt} ${f.kind}: ${f.summary}`).join(' | ');
+}
 
 /**
  * One row per rule, each carrying the rollout and the basis it was judged on, so every row stands
@@ -34,6 +40,7 @@ export function rolloutReportCsv(report: RolloutReport): string {
       report.basis.rulebookVersion,
       report.basis.position,
       report.basis.chainHead,
+      externalFactsCell(report),
     ]);
   }
   return out;

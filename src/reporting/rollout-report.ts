@@ -55,6 +55,8 @@ export interface RolloutReport {
     position: number | null;
   }[];
   rollbacks: { reason: string; toStepId: string | null; startedAt: string; completedAt: string | null }[];
+  /** Facts reported by delivery tools (CDEvents) and recorded on the rollout, in stream order. */
+  externalFacts: ExternalFactRow[];
   actors: { id: string; name: string; role: string; events: number }[];
   events: {
     position: number | null;
@@ -63,6 +65,34 @@ export interface RolloutReport {
     recordedAt: string;
     actor: string | null;
   }[];
+}
+
+/**
+ * One `ExternalFactRecorded` event: an incident, environment change or pipeline run a delivery
+ * tool reported, or an unattributed CloudEvent an engineer attached (`attachedFrom`).
+ */
+export interface ExternalFactRow {
+  /** CDEvents `<subject>.<predicate>`, e.g. `incident.detected`. */
+  kind: string;
+  cdeventType: string;
+  /** CloudEvents source and id of the original event. */
+  source: string;
+  cloudEventId: string;
+  subjectId: string;
+  /** When it happened, as the tool reported it. */
+  occurredAt: string;
+  summary: string;
+  environment: string | null;
+  service: string | null;
+  outcome: string | null;
+  url: string | null;
+  /** The unattributed event it was attached from; null when it was correlated on arrival. */
+  attachedFrom: string | null;
+  note: string | null;
+  /** When the ledger recorded it, its ledger position, and who recorded it. */
+  recordedAt: string;
+  position: number | null;
+  actor: string | null;
 }
 
 interface ReadbackCell {
@@ -170,6 +200,29 @@ export function buildRolloutReport(
       startedAt: r.startedAt,
       completedAt: r.completedAt ?? null,
     })),
+    externalFacts: events
+      .filter((e) => e.type === 'ExternalFactRecorded')
+      .map((e) => {
+        const d = (e as RecordedRolloutEvent & { type: 'ExternalFactRecorded' }).data;
+        return {
+          kind: d.kind,
+          cdeventType: d.cdeventType,
+          source: d.source,
+          cloudEventId: d.cloudEventId,
+          subjectId: d.subjectId,
+          occurredAt: d.occurredAt,
+          summary: d.summary,
+          environment: d.environment ?? null,
+          service: d.service ?? null,
+          outcome: d.outcome ?? null,
+          url: d.url ?? null,
+          attachedFrom: d.attachedFrom ?? null,
+          note: d.note ?? null,
+          recordedAt: e.recordedAt,
+          position: e.position ?? null,
+          actor: e.metadata?.actor?.name ?? null,
+        };
+      }),
     actors: [...actors.values()].sort((a, b) => a.id.localeCompare(b.id)),
     events: events.map((e) => ({
       position: e.position ?? null,

@@ -1,6 +1,12 @@
 import { InvalidTransition, NotFound } from '../common/errors.js';
 import type { Json } from '../database/schema.js';
-import type { PathVerdict, ReadbackPhase, ReadbackVerdict, RolloutEvent } from './rollout.events.js';
+import type {
+  ExternalFact,
+  PathVerdict,
+  ReadbackPhase,
+  ReadbackVerdict,
+  RolloutEvent,
+} from './rollout.events.js';
 import type { Plan, Surface } from './rollout.plan.js';
 import { isClosed, type RolloutState } from './rollout.state.js';
 
@@ -25,7 +31,10 @@ export type RolloutCommand =
   | { type: 'StartRollback'; reason: string; toStepId?: string }
   | { type: 'CompleteRollback' }
   | { type: 'CompleteRollout' }
-  | { type: 'AbortRollout'; reason: string };
+  | { type: 'AbortRollout'; reason: string }
+  /** A rollback that already happened (a delivery tool reports it done): started and completed at once. */
+  | { type: 'RecordRollback'; reason: string; toStepId?: string }
+  | { type: 'RecordExternalFact'; fact: ExternalFact };
 
 export type RolloutCommandType = RolloutCommand['type'];
 
@@ -136,6 +145,19 @@ export function decide(command: RolloutCommand, state: RolloutState): RolloutEve
 
     case 'AbortRollout':
       return [{ type: 'RolloutAborted', data: { reason: command.reason } }];
+
+    case 'RecordRollback': {
+      if (state.status === 'planned') refuse(state, 'nothing to roll back: the rollout has not started');
+      if (state.status === 'rolling_back') refuse(state, 'a rollback is already under way');
+      const started = withoutUndefined({ reason: command.reason, toStepId: command.toStepId });
+      return [
+        { type: 'RollbackStarted', data: started },
+        { type: 'RollbackCompleted', data: {} },
+      ];
+    }
+
+    case 'RecordExternalFact':
+      return [{ type: 'ExternalFactRecorded', data: withoutUndefined(command.fact) }];
 
     default:
       return command satisfies never;

@@ -5,6 +5,36 @@ export type ReadbackPhase = 'pre' | 'during' | 'post';
 export type ReadbackVerdict = 'pass' | 'fail' | 'warn';
 export type PathVerdict = 'pass' | 'fail';
 
+/**
+ * A fact about a rollout reported by a delivery tool (a CDEvent carried as a CloudEvent) that is
+ * not a step, readback or rollback of its own: an incident inside the rollout's window, an
+ * environment change, a pipeline run, or any event an engineer attached from the unattributed
+ * stream. Recorded as reported; the original CloudEvent is in the event's metadata.
+ */
+export interface ExternalFact {
+  /** CDEvents `<subject>.<predicate>`, e.g. `incident.detected`. */
+  kind: string;
+  /** The full CDEvents type, e.g. `dev.cdevents.incident.detected.0.2.0`. */
+  cdeventType: string;
+  /** CloudEvents `source` and `id`: together they identify the event. */
+  source: string;
+  cloudEventId: string;
+  /** The CDEvent subject's id (the incident, service, pipeline run…). */
+  subjectId: string;
+  /** When it happened, as the tool said (the CDEvent's `context.timestamp`). */
+  occurredAt: string;
+  /** One line for a human. */
+  summary: string;
+  environment?: string;
+  service?: string;
+  outcome?: string;
+  url?: string;
+  /** The unattributed event it was attached from, when an engineer attached it. */
+  attachedFrom?: string;
+  /** The engineer's note when attaching. */
+  note?: string;
+}
+
 /** The events of one rollout stream (`rollout-<id>`), as stored in `event.data`. */
 export type RolloutEvent =
   | { type: 'RolloutPlanned'; data: { rolloutId: string; plan: Plan } }
@@ -29,7 +59,8 @@ export type RolloutEvent =
   | { type: 'RollbackStarted'; data: { reason: string; toStepId?: string } }
   | { type: 'RollbackCompleted'; data: Record<string, never> }
   | { type: 'RolloutCompleted'; data: Record<string, never> }
-  | { type: 'RolloutAborted'; data: { reason: string } };
+  | { type: 'RolloutAborted'; data: { reason: string } }
+  | { type: 'ExternalFactRecorded'; data: ExternalFact };
 
 export type RolloutEventType = RolloutEvent['type'];
 
@@ -47,6 +78,7 @@ export const ROLLOUT_EVENT_TYPES: readonly RolloutEventType[] = [
   'RollbackCompleted',
   'RolloutCompleted',
   'RolloutAborted',
+  'ExternalFactRecorded',
 ];
 
 /** Who did it and where it came from: stored in every event's metadata. */

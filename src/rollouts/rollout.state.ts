@@ -186,6 +186,9 @@ export function evolve(state: RolloutState, event: RecordedRolloutEvent): Rollou
       return { ...next, status: 'completed', completedAt: at };
     case 'RolloutAborted':
       return { ...next, status: 'aborted', abortedAt: at, abortReason: e.data.reason };
+    case 'ExternalFactRecorded':
+      // A fact about the rollout, not a change of its state: reports read it from the events.
+      return next;
     default:
       return assertUnreachable(e);
   }

@@ -23,6 +23,16 @@ export interface WriteContext {
   idempotencyKey?: string;
   /** Canonical digest of method, route and body: a reused key with another request is refused. */
   requestDigest: string;
+  /**
+   * The id of the write's first event, chosen by the caller (ingestion derives it from the
+   * CloudEvent's source and id); takes the place of the Idempotency-Key's. Any further events of
+   * the write get ids derived from it, so a retry names every event the same.
+   */
+  eventId?: string;
+  /** Where the write came from: `rest` unless said. */
+  source?: EventMetadata['source'];
+  /** More metadata kept with every event of the write (ingestion: the original CloudEvent). */
+  extraMetadata?: { [key: string]: Json };
 }
 
 export interface WriteResult {
@@ -37,12 +47,20 @@ export interface WriteResult {
 const MAX_ATTEMPTS = 5;
 
 /** A UUID (v8 layout) derived from its inputs: the same key always names the same event. */
-function derivedUuid(...parts: string[]): string {
+export function derivedUuid(...parts: string[]): string {
   const h = createHash('sha256').update(parts.join('\u0000')).digest();
   h[6] = ((h[6] as number) & 0x0f) | 0x80;
   h[8] = ((h[8] as number) & 0x3f) | 0x80;
   const x = h.subarray(0, 16).toString('hex');
   return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20, 32)}`;
+}
+
+/**
+ * The id of the `index`-th event (from 0) of a write whose first event is `firstEventId`: derived,
+ * so a retried write that records several events names each of them as the original did.
+ */
+export function followingEventId(firstEventId: string, index: number): string {
+  return index === 0 ? firstEventId : derivedUuid('following', firstEventId, String(index));
 }
 
 export function requestDigest(method: string, route: string, body: unknown): string {
@@ -84,9 +102,9 @@ export class RolloutsService {
 
   private async write(id: string, command: RolloutCommand, ctx: WriteContext): Promise<WriteResult> {
     const streamId = rolloutStreamId(id);
-    const eventId = ctx.idempotencyKey
-      ? derivedUuid('event', ctx.principal.id, ctx.idempotencyKey)
-      : undefined;
+    const eventId =
+      ctx.eventId ??
+      (ctx.idempotencyKey ? derivedUuid('event', ctx.principal.id, ctx.idempotencyKey) : undefined);
     for (let attempt = 1; ; attempt++) {
       const state = await this.load(id);
       // Looked for after the load, never before: an original that committed before the load is
@@ -110,17 +128,21 @@ export class RolloutsService {
       const metadata: EventMetadata = {
         actor: { id: ctx.principal.id, name: ctx.principal.name, role: ctx.principal.role },
         requestId: ctx.requestId,
-        source: 'rest',
+        source: ctx.source ?? 'rest',
         ...(ctx.idempotencyKey ? { idempotencyKey: ctx.idempotencyKey } : {}),
       };
       try {
         const result = await this.store.append(
           streamId,
           events.map((e, i) => ({
-            eventId: i === 0 ? eventId : undefined,
+            eventId: eventId === undefined || i === 0 ? eventId : followingEventId(eventId, i),
             type: e.type,
             data: e.data as Json,
-            metadata: { ...metadata, requestDigest: ctx.requestDigest } as unknown as { [k: string]: Json },
+            metadata: {
+              ...ctx.extraMetadata,
+              ...metadata,
+              requestDigest: ctx.requestDigest,
+            } as unknown as { [k: string]: Json },
           })),
           { expectedVersion: state.version === 0 ? 'no_stream' : state.version, streamType: 'rollout' },
         );

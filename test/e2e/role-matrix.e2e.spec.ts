@@ -6,6 +6,7 @@ import { sql } from 'kysely';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Role } from '../../src/auth/principal.js';
+import { type SamplePlatform, startSamplePlatform } from '../fixtures/sample-platform.js';
 import { AUTH, startTestApp, type TestApp } from '../support/app.js';
 import { bearer, createKey } from '../support/auth.js';
 
@@ -24,12 +25,14 @@ const READERS: readonly Role[] = ['admin', 'engineer', 'auditor'];
 const WRITERS: readonly Role[] = ['admin', 'engineer'];
 const AUDITORS: readonly Role[] = ['admin', 'auditor'];
 const ADMIN_ONLY: readonly Role[] = ['admin'];
+const INGESTERS: readonly Role[] = ['admin', 'ingest'];
 
 type Method = 'GET' | 'POST' | 'PUT' | 'DELETE';
 
 interface Call {
   url: string;
   body?: object;
+  headers?: Record<string, string>;
 }
 
 interface RouteCase {
@@ -45,6 +48,11 @@ interface RouteCase {
   docs?: true;
   /** A Server-Sent Events stream: never ends, so it is read over a real socket and cut. */
   sse?: true;
+  /**
+   * A page of the auditor console: not in the OpenAPI document; without a valid key it sends
+   * the browser to sign in (303) instead of a 401, and a refusal is an HTML page.
+   */
+  console?: true;
 }
 
 const R = '/api/v1/rollouts';
@@ -57,6 +65,25 @@ const READBACK = {
   verdict: 'pass',
 };
 
+/** A valid CloudEvent carrying a CDEvent that names no rollout (it lands on the unattributed stream). */
+const cloudEvent = () => ({
+  specversion: '1.0',
+  id: randomUUID(),
+  source: '/role-matrix',
+  type: 'dev.cdevents.environment.modified.0.2.0',
+  datacontenttype: 'application/json',
+  data: {
+    context: {
+      version: '0.4.1',
+      id: randomUUID(),
+      source: '/role-matrix',
+      type: 'dev.cdevents.environment.modified.0.2.0',
+      timestamp: new Date().toISOString(),
+    },
+    subject: { id: 'role-matrix-env', type: 'environment', content: {} },
+  },
+});
+
 let t: TestApp;
 let baseUrl: string;
 const keys = {} as Record<Role, string>;
@@ -64,6 +91,9 @@ const keys = {} as Record<Role, string>;
 let readable: string;
 let signingKeyId: string;
 let projection: string;
+/** The platform the app snapshots, and one snapshot of it, for the snapshot routes. */
+let platform: SamplePlatform;
+let snapshotId: string;
 
 async function admin(method: 'post' | 'put', url: string, body?: object, expected = 200) {
   const res = await request(t.server)[method](url).set(AUTH).send(body);
@@ -314,6 +344,47 @@ const TABLE: RouteCase[] = [
     prepare: plain('/api/v1/exports/ledger'),
   },
 
+  // ingestion: the ingest role (and admin) sends CloudEvents; readers list what matched no
+  // rollout; engineers attach it to one
+  {
+    method: 'POST',
+    route: '/api/v1/ingest/cloudevents',
+    access: INGESTERS,
+    ok: 202,
+    prepare: async () => ({
+      url: '/api/v1/ingest/cloudevents',
+      headers: { 'Content-Type': 'application/cloudevents+json' },
+      body: cloudEvent(),
+    }),
+  },
+  {
+    method: 'GET',
+    route: '/api/v1/ingest/unattributed',
+    access: READERS,
+    ok: 200,
+    prepare: plain('/api/v1/ingest/unattributed'),
+  },
+  {
+    method: 'POST',
+    route: '/api/v1/ingest/unattributed/{id}/attach',
+    access: WRITERS,
+    ok: 200,
+    // An unattributed CloudEvent of its own (sent by admin, naming no rollout) and a rollout.
+    prepare: async () => {
+      const sent = await request(t.server)
+        .post('/api/v1/ingest/cloudevents')
+        .set(AUTH)
+        .set('Content-Type', 'application/cloudevents+json')
+        .send(cloudEvent())
+        .expect(202);
+      const id = await rolloutIn('in_progress');
+      return {
+        url: `/api/v1/ingest/unattributed/${sent.body.events[0].eventIds[0]}/attach`,
+        body: { rolloutId: id },
+      };
+    },
+  },
+
   // API keys: admin only
   {
     method: 'POST',
@@ -339,6 +410,45 @@ const TABLE: RouteCase[] = [
       url: `/api/v1/api-keys/${(await createKey(t.server, { role: 'auditor', name: 'to-revoke' })).id}`,
     }),
   },
+
+  // shared-truth snapshots and drift: readers; taking a snapshot: writers
+  {
+    method: 'POST',
+    route: '/api/v1/snapshots',
+    access: WRITERS,
+    ok: 200,
+    prepare: plain('/api/v1/snapshots', {}),
+  },
+  {
+    method: 'GET',
+    route: '/api/v1/snapshots',
+    access: READERS,
+    ok: 200,
+    prepare: plain('/api/v1/snapshots'),
+  },
+  {
+    method: 'GET',
+    route: '/api/v1/snapshots/{id}',
+    access: READERS,
+    ok: 200,
+    prepare: plain(() => `/api/v1/snapshots/${snapshotId}`),
+  },
+  { method: 'GET', route: '/api/v1/drift', access: READERS, ok: 200, prepare: plain('/api/v1/drift') },
+  {
+    method: 'GET',
+    route: '/api/v1/drift/timeline',
+    access: READERS,
+    ok: 200,
+    prepare: plain('/api/v1/drift/timeline'),
+  },
+
+  // the service's own shared-truth surfaces: readers
+  ...[
+    '/api/v1/platform/version-truth',
+    '/api/v1/contracts/drift',
+    '/api/v1/observability/readiness',
+    '/api/v1/recovery/readiness',
+  ].map((route): RouteCase => ({ method: 'GET', route, access: READERS, ok: 200, prepare: plain(route) })),
 
   // projections: admin only
   {
@@ -384,6 +494,8 @@ interface Answer {
   status: number;
   contentType: string;
   body: Record<string, unknown>;
+  text: string;
+  location?: string;
 }
 
 /** Opens the stream over a real socket, takes the status line and headers, and cuts it. */
@@ -397,20 +509,33 @@ async function sseCall(url: string, caller: Caller): Promise<Answer> {
   let body: Record<string, unknown> = {};
   if (res.status === 200) abort.abort();
   else body = (await res.json()) as Record<string, unknown>;
-  return { status: res.status, contentType, body };
+  return { status: res.status, contentType, body, text: '' };
 }
 
 async function send(c: RouteCase, call: Call, caller: Caller, method: Method | 'HEAD'): Promise<Answer> {
   if (c.sse) return sseCall(call.url, caller);
   const verb = method.toLowerCase() as 'get' | 'post' | 'put' | 'delete' | 'head';
-  let req = request(t.server)[verb](call.url).set(authOf(caller));
+  let req = request(t.server)
+    [verb](call.url)
+    .set(authOf(caller))
+    .set(call.headers ?? {});
   if (call.body !== undefined) req = req.send(call.body);
   const res = await req;
-  return { status: res.status, contentType: res.headers['content-type'] ?? '', body: res.body };
+  return {
+    status: res.status,
+    contentType: res.headers['content-type'] ?? '',
+    body: res.body,
+    text: res.text ?? '',
+    location: res.headers.location,
+  };
 }
 
 beforeAll(async () => {
-  t = await startTestApp();
+  platform = await startSamplePlatform({ versions: { gateway: '1.0.0' } });
+  // Snapshots only when asked: 03:00 UTC on 29 February never comes during a run.
+  t = await startTestApp({
+    env: { SNAPSHOT_TARGETS: `matrix=${platform.url}`, SNAPSHOT_CRON: '0 0 3 29 2 *' },
+  });
   await t.app.listen(0, '127.0.0.1');
   baseUrl = (await t.app.getUrl()).replace('[::1]', '127.0.0.1');
   for (const role of ['engineer', 'auditor', 'admin', 'ingest'] as const) {
@@ -422,8 +547,13 @@ beforeAll(async () => {
   signingKeyId = pub.body.current;
   const proj = await request(t.server).get('/api/v1/admin/projections').set(AUTH).expect(200);
   projection = proj.body.projections[0].name;
+  const taken = await request(t.server).post('/api/v1/snapshots').set(AUTH).send({}).expect(200);
+  snapshotId = taken.body.snapshots[0].snapshotId;
 });
-afterAll(() => t?.close());
+afterAll(async () => {
+  await t?.close();
+  await platform?.close();
+});
 
 describe('the expectation table covers every route', () => {
   it('lists every operation of the OpenAPI document, and none that is not there', async () => {
@@ -435,7 +565,7 @@ describe('the expectation table covers every route', () => {
           .map((m) => opKey(m, path)),
     );
     expect(documented.length).toBeGreaterThan(20);
-    const listed = tableKeys((c) => !c.docs);
+    const listed = tableKeys((c) => !c.docs && !c.console);
     const missing = documented.filter((op) => !listed.includes(op));
     expect(missing, 'routes in the OpenAPI document without an expectation in TABLE').toEqual([]);
     const stale = listed.filter((op) => !documented.includes(op));
@@ -487,12 +617,16 @@ describe('the expectation table covers every route', () => {
     const cells = TABLE.flatMap((c) => CALLERS.map((caller) => `${opKey(c.method, c.route)} ${caller}`));
     expect(new Set(cells).size).toBe(TABLE.length * CALLERS.length);
     // No route is left open by accident: only the health checks are public.
-    expect(TABLE.filter((c) => c.access === 'public').map((c) => c.route)).toEqual([
-      '/health/live',
-      '/health/ready',
+    expect(TABLE.filter((c) => c.access === 'public').map((c) => opKey(c.method, c.route))).toEqual([
+      'GET /health/live',
+      'GET /health/ready',
     ]);
-    // The write-only ingest role reads nothing and (today) writes nothing through these routes.
-    expect(TABLE.filter((c) => c.access !== 'public' && c.access.includes('ingest'))).toEqual([]);
+    // The write-only ingest role reads nothing: it only sends CloudEvents.
+    expect(
+      TABLE.filter((c) => c.access !== 'public' && c.access.includes('ingest')).map((c) =>
+        opKey(c.method, c.route),
+      ),
+    ).toEqual(['POST /api/v1/ingest/cloudevents']);
   });
 });
 
@@ -509,11 +643,19 @@ describe.each(TABLE.map((c) => [opKey(c.method, c.route), c] as const))('%s', (_
       if (c.sse) expect(answer.contentType).toMatch(/^text\/event-stream/);
       return;
     }
-    const expected = caller === 'none' ? 401 : 403;
+    const expected = caller === 'none' ? (c.console ? 303 : 401) : 403;
     expect(answer.status, what).toBe(expected);
-    expect(answer.contentType, what).toMatch(/^application\/problem\+json/);
-    expect(answer.body).toMatchObject({ status: expected, detail: expect.any(String) });
-    if (expected === 403) expect(answer.body.detail).toContain(`role ${caller}`);
+    if (c.console) {
+      if (expected === 303) expect(answer.location, what).toMatch(/^\/console\/sign-in\?next=/);
+      else {
+        expect(answer.contentType, what).toMatch(/^text\/html/);
+        expect(answer.text, what).toContain(`role ${caller}`);
+      }
+    } else {
+      expect(answer.contentType, what).toMatch(/^application\/problem\+json/);
+      expect(answer.body).toMatchObject({ status: expected, detail: expect.any(String) });
+      if (expected === 403) expect(answer.body.detail).toContain(`role ${caller}`);
+    }
     // A refused call records nothing, creates no key and revokes none.
     expect(await sideEffects(), what).toEqual(before);
   });
@@ -524,7 +666,7 @@ describe.each(TABLE.map((c) => [opKey(c.method, c.route), c] as const))('%s', (_
       for (const caller of CALLERS) {
         const call = await c.prepare(caller);
         const head = await send(c, call, caller, 'HEAD');
-        const expected = allowed(c.access, caller) ? c.ok : caller === 'none' ? 401 : 403;
+        const expected = allowed(c.access, caller) ? c.ok : caller === 'none' ? (c.console ? 303 : 401) : 403;
         expect(head.status, `HEAD ${call.url} as ${caller}`).toBe(expected);
       }
     });
@@ -541,10 +683,16 @@ describe('keys that are not valid are no better than none', () => {
       for (const header of bad) {
         const before = await sideEffects();
         const verb = c.method.toLowerCase() as 'get' | 'post' | 'put' | 'delete';
-        let req = request(t.server)[verb](call.url).set(header);
+        let req = request(t.server)
+          [verb](call.url)
+          .set(header)
+          .set(call.headers ?? {});
         if (call.body !== undefined) req = req.send(call.body);
         const res = await req;
-        expect(res.status, `${c.method} ${call.url} with ${header.Authorization}`).toBe(401);
+        // A console page sends the browser to sign in instead.
+        expect(res.status, `${c.method} ${call.url} with ${header.Authorization}`).toBe(
+          c.console ? 303 : 401,
+        );
         expect(await sideEffects()).toEqual(before);
       }
     }

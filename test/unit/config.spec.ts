@@ -109,3 +109,97 @@ describe('advisory lock keys', () => {
     expect(new Set(keys).size).toBe(keys.length);
   });
 });
+
+describe('snapshot configuration', () => {
+  it('has no targets and a 15-minute schedule by default, with bounded fetches', () => {
+    expect(loadConfig({}).snapshots).toEqual({
+      targets: [],
+      cron: '*/15 * * * *',
+      timeoutMs: 5000,
+      retries: 2,
+      retryBackoffMs: 250,
+      maxBytes: 262_144,
+    });
+  });
+
+  it('reads name=baseUrl pairs; the environment defaults to the name', () => {
+    const { snapshots } = loadConfig({
+      SNAPSHOT_TARGETS: 'production=https://platform.example.com/, staging=http://10.0.0.5:8080/base',
+      SNAPSHOT_CRON: '*/10 * * * * *',
+      SNAPSHOT_TIMEOUT_MS: '1500',
+      SNAPSHOT_RETRIES: '0',
+      SNAPSHOT_MAX_BYTES: '4096',
+    });
+    expect(snapshots).toMatchObject({
+      targets: [
+        { name: 'production', baseUrl: 'https://platform.example.com', environment: 'production' },
+        { name: 'staging', baseUrl: 'http://10.0.0.5:8080/base', environment: 'staging' },
+      ],
+      cron: '*/10 * * * * *',
+      timeoutMs: 1500,
+      retries: 0,
+      maxBytes: 4096,
+    });
+  });
+
+  it('reads a targets file, as a list (with environments) or as an object', async () => {
+    const { mkdtemp, writeFile, rm } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const path = await import('node:path');
+    const dir = await mkdtemp(path.join(tmpdir(), 'targets-'));
+    try {
+      const list = path.join(dir, 'list.json');
+      await writeFile(
+        list,
+        JSON.stringify([{ name: 'eu', baseUrl: 'https://eu.example.com', environment: 'production' }]),
+      );
+      expect(loadConfig({ SNAPSHOT_TARGETS_FILE: list }).snapshots.targets).toEqual([
+        { name: 'eu', baseUrl: 'https://eu.example.com', environment: 'production' },
+      ]);
+      const object = path.join(dir, 'object.json');
+      await writeFile(object, JSON.stringify({ qa: 'http://qa:9000' }));
+      expect(loadConfig({ SNAPSHOT_TARGETS_FILE: object }).snapshots.targets).toEqual([
+        { name: 'qa', baseUrl: 'http://qa:9000', environment: 'qa' },
+      ]);
+      const broken = path.join(dir, 'broken.json');
+      await writeFile(broken, '{ not json');
+      expect(configError({ SNAPSHOT_TARGETS_FILE: broken }).problems[0]).toMatch(
+        /^SNAPSHOT_TARGETS_FILE: .* is not JSON$/,
+      );
+      expect(configError({ SNAPSHOT_TARGETS_FILE: path.join(dir, 'missing.json') }).problems[0]).toMatch(
+        /^SNAPSHOT_TARGETS_FILE: cannot read /,
+      );
+      expect(
+        configError({ SNAPSHOT_TARGETS: 'a=http://a', SNAPSHOT_TARGETS_FILE: list }).problems[0],
+      ).toMatch(/^SNAPSHOT_TARGETS_FILE: set either/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it.each([
+    ['SNAPSHOT_TARGETS', 'production'],
+    ['SNAPSHOT_TARGETS', 'production=ftp://x'],
+    ['SNAPSHOT_TARGETS', 'production=https://user:pw@x'],
+    ['SNAPSHOT_TARGETS', 'production=https://x/?q=1'],
+    ['SNAPSHOT_TARGETS', '../etc=https://x'],
+    ['SNAPSHOT_TARGETS', 'a=http://x,a=http://y'],
+    ['SNAPSHOT_CRON', 'every 15 minutes'],
+    ['SNAPSHOT_CRON', '61 * * * *'],
+    ['SNAPSHOT_CRON', '* * * * * * *'],
+    ['SNAPSHOT_CRON', '* * *'],
+    ['SNAPSHOT_TIMEOUT_MS', '10'],
+    ['SNAPSHOT_RETRIES', '11'],
+    ['SNAPSHOT_MAX_BYTES', '1e6'],
+  ])('refuses %s=%s with a message naming the variable', (name, value) => {
+    const err = configError({ [name]: value });
+    expect(err.problems).toHaveLength(1);
+    expect(err.problems[0]?.startsWith(`${name}`)).toBe(true);
+  });
+
+  it('accepts cron expressions of five or six fields, and presets', () => {
+    for (const cron of ['*/15 * * * *', '0 */5 * * * *', '@hourly', '0 0 3 * * 1-5']) {
+      expect(loadConfig({ SNAPSHOT_CRON: cron }).snapshots.cron).toBe(cron);
+    }
+  });
+});

@@ -424,6 +424,30 @@ const commandArb: fc.Arbitrary<RolloutCommand> = fc.oneof(
   { weight: 2, arbitrary: fc.constant({ type: 'CompleteRollback' as const }) },
   { weight: 1, arbitrary: fc.constant({ type: 'CompleteRollout' as const }) },
   { weight: 1, arbitrary: fc.record({ type: fc.constant('AbortRollout' as const), reason: textArb }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      type: fc.constant('RecordRollback' as const),
+      reason: textArb,
+      toStepId: maybe(stepIdArb),
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      type: fc.constant('RecordExternalFact' as const),
+      fact: fc.record({
+        kind: fc.constantFrom('incident.detected', 'environment.modified'),
+        cdeventType: fc.constant('dev.cdevents.incident.detected.0.2.0'),
+        source: textArb,
+        cloudEventId: textArb,
+        subjectId: textArb,
+        occurredAt: fc.constant('2026-01-01T00:00:00.000Z'),
+        summary: textArb,
+        environment: maybe(textArb),
+      }),
+    }),
+  },
 );
 
 /**
@@ -552,6 +576,6 @@ describe('decide then evolve: properties', () => {
   });
 
   it('the probes cover every command type', () => {
-    expect(new Set(probes.map((p) => p.type)).size).toBe(13);
+    expect(new Set(probes.map((p) => p.type)).size).toBe(15);
   });
 });
