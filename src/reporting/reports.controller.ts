@@ -13,13 +13,10 @@ import { ApiBearerAuth, ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply } from 'fastify';
 import { z } from 'zod';
 import { type AuthenticatedRequest, CurrentPrincipal, type Principal, Roles } from '../auth/principal.js';
-import { canonicalJson } from '../ledger/hashing.js';
 import { identifier } from '../rollouts/rollout.plan.js';
 import { rolloutIdParam } from '../rollouts/rollouts.dto.js';
-import { periodReportHtml, rolloutReportHtml } from './render/report-html.js';
-import { periodReportPdf, rolloutReportPdf } from './render/report-pdf.js';
+import { periodReportFile, rolloutReportFile, sendReportFile } from './report-files.js';
 import { REPORT_FORMATS, type ReportFormat, ReportsService } from './reports.service.js';
-import { periodReportCsv, rolloutReportCsv } from './rollout-report.csv.js';
 
 const periodQuery = z
   .strictObject({
@@ -45,13 +42,6 @@ const MEDIA_TYPES: Record<string, ReportFormat> = {
   'text/csv': 'csv',
   'text/html': 'html',
   'application/pdf': 'pdf',
-};
-
-const CONTENT_TYPES: Record<ReportFormat, string> = {
-  json: 'application/json; charset=utf-8',
-  csv: 'text/csv; charset=utf-8; header=present',
-  html: 'text/html; charset=utf-8',
-  pdf: 'application/pdf',
 };
 
 /**
@@ -116,12 +106,7 @@ export class ReportsController {
       position: report.basis.position,
       chainHead: report.basis.chainHead,
     });
-    return this.send(reply, format, report.basis, `compliance-at-${report.basis.position}`, {
-      json: () => canonicalJson(report),
-      csv: () => periodReportCsv(report),
-      html: () => periodReportHtml(report),
-      pdf: () => periodReportPdf(report),
-    });
+    return sendReportFile(reply, await periodReportFile(report, format));
   }
 
   @Get('rollouts/:id')
@@ -150,39 +135,6 @@ export class ReportsController {
       position: report.basis.position,
       chainHead: report.basis.chainHead,
     });
-    return this.send(reply, format, report.basis, `rollout-${id}-at-${report.basis.position}`, {
-      // Canonical JSON: the same report is the same bytes, whenever and wherever it is generated.
-      json: () => canonicalJson(report),
-      csv: () => rolloutReportCsv(report),
-      html: () => rolloutReportHtml(report),
-      pdf: () => rolloutReportPdf(report),
-    });
-  }
-
-  /**
-   * Renders the report in the negotiated format with its headers. The generation time travels in
-   * a header, never in the body, so the body stays deterministic. HTML opens in the browser;
-   * the other formats download as files named after the rollout or period and the position.
-   */
-  private async send(
-    reply: FastifyReply,
-    format: ReportFormat,
-    basis: { position: number; chainHead: string },
-    basename: string,
-    render: Record<ReportFormat, () => string | Promise<Buffer>>,
-  ): Promise<string | Buffer> {
-    const body = await render[format]();
-    void reply
-      .header('Content-Type', CONTENT_TYPES[format])
-      .header(
-        'Content-Disposition',
-        `${format === 'html' ? 'inline' : 'attachment'}; filename="${basename}.${format}"`,
-      )
-      .header('X-Generated-At', new Date().toISOString())
-      .header('X-Ledger-Position', String(basis.position))
-      .header('X-Chain-Head', basis.chainHead)
-      .header('Cache-Control', 'no-store')
-      .header('Vary', 'Accept');
-    return body;
+    return sendReportFile(reply, await rolloutReportFile(report, format));
   }
 }

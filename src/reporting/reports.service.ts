@@ -7,6 +7,7 @@ import { LedgerRepository } from '../ledger/ledger.repository.js';
 import { rolloutStreamId } from '../rollouts/rollout.events.js';
 import { toRecorded } from '../rollouts/rollouts.service.js';
 import { VERSION } from '../version.js';
+import type { LedgerDriftEvent } from './drift-window.js';
 import { PeriodAccumulator, type PeriodFilter, type PeriodReport } from './period-report.js';
 import { ReportsRepository } from './reports.repository.js';
 import { buildRolloutReport, type ReportBasis, type RolloutReport } from './rollout-report.js';
@@ -31,7 +32,7 @@ export class ReportsService {
    */
   async rolloutReport(rolloutId: string, asOf?: number): Promise<RolloutReport> {
     const basis = await this.basis(asOf);
-    const report = await this.buildRollout(rolloutId, basis);
+    const report = await this.buildRollout(rolloutId, basis, await this.reports.driftEvents(basis.position));
     if (!report) throw new NotFound('rollout', rolloutId);
     return report;
   }
@@ -85,11 +86,15 @@ export class ReportsService {
     return { position, chainHead, rulebookVersion: RULEBOOK_VERSION, serviceVersion: VERSION };
   }
 
-  private async buildRollout(rolloutId: string, basis: ReportBasis): Promise<RolloutReport | undefined> {
+  private async buildRollout(
+    rolloutId: string,
+    basis: ReportBasis,
+    driftEvents: readonly LedgerDriftEvent[],
+  ): Promise<RolloutReport | undefined> {
     const stored = await this.store.readStreamAsOf(rolloutStreamId(rolloutId), { position: basis.position });
     if (stored.length === 0) return undefined;
     const events = stored.map(toRecorded);
-    return buildRolloutReport(rolloutId, events, evaluateRollout(events), basis);
+    return buildRolloutReport(rolloutId, events, evaluateRollout(events), basis, driftEvents);
   }
 
   /** Who created the rollout (an engineer may read the reports of its own rollouts). */

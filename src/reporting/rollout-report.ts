@@ -3,6 +3,7 @@ import type { Json } from '../database/schema.js';
 import type { RecordedRolloutEvent } from '../rollouts/rollout.events.js';
 import { missingPlanParts, SURFACES } from '../rollouts/rollout.plan.js';
 import { foldRollout } from '../rollouts/rollout.state.js';
+import { driftInWindow, type LedgerDriftEvent, type ReportDrift } from './drift-window.js';
 
 /** What a report was built from: an auditor matches `chainHead` against a signed checkpoint. */
 export interface ReportBasis {
@@ -57,6 +58,8 @@ export interface RolloutReport {
   rollbacks: { reason: string; toStepId: string | null; startedAt: string; completedAt: string | null }[];
   /** Facts reported by delivery tools (CDEvents) and recorded on the rollout, in stream order. */
   externalFacts: ExternalFactRow[];
+  /** Drift of shared truth open during the rollout's window, in its environment (from snapshots). */
+  drift: ReportDrift[];
   actors: { id: string; name: string; role: string; events: number }[];
   events: {
     position: number | null;
@@ -113,6 +116,7 @@ export function buildRolloutReport(
   events: readonly RecordedRolloutEvent[],
   rules: RuleResult[],
   basis: ReportBasis,
+  driftEvents: readonly LedgerDriftEvent[] = [],
 ): RolloutReport {
   const state = foldRollout(rolloutId, events);
   const order = new Map((state.plan.sequence ?? []).map((s) => [s.id, s.order]));
@@ -223,6 +227,11 @@ export function buildRolloutReport(
           actor: e.metadata?.actor?.name ?? null,
         };
       }),
+    drift: driftInWindow(driftEvents, {
+      environment: state.plan.environment ?? null,
+      from: state.startedAt ?? null,
+      to: state.completedAt ?? state.abortedAt ?? null,
+    }),
     actors: [...actors.values()].sort((a, b) => a.id.localeCompare(b.id)),
     events: events.map((e) => ({
       position: e.position ?? null,

@@ -1,7 +1,7 @@
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type SamplePlatform, startSamplePlatform } from '../fixtures/sample-platform.js';
-import { AUTH, startTestApp, type TestApp } from '../support/app.js';
+import { AUTH, settleLedger, startTestApp, type TestApp } from '../support/app.js';
 import { eventually } from '../support/wait.js';
 
 // The acceptance story: a sample platform snapshotted every second; a rollout moves gateway to
@@ -176,6 +176,21 @@ describe('drift against the ledger, attributed', () => {
         observed: '1.6.0',
       }),
     );
+    // The rollout's report shows the drift seen during its window, attributed to it, and not
+    // the out-of-band one that came after it.
+    await settleLedger(t);
+    const report = await get(`/api/v1/reports/rollouts/${id}?format=json`).expect(200);
+    expect(report.body.drift).toEqual([
+      expect.objectContaining({
+        driftId: during.id,
+        key: 'version:gateway',
+        observed: '1.5.0',
+        resolution: 'matches-ledger',
+        attributedTo: `rollout ${id} step roll-gateway`,
+      }),
+    ]);
+    const html = await get(`/api/v1/reports/rollouts/${id}?format=html`).expect(200);
+    expect(html.text).toContain(`rollout ${id} step roll-gateway`);
     const clear = await eventually('contracts-drift to be ready again', async () => {
       const res = await get('/api/v1/contracts/drift').expect(200);
       return res.body.ready ? res.body : undefined;

@@ -256,3 +256,68 @@ export function ruleRates(perRule: PeriodReport['perRule']): Drawing {
     .join('; ');
   return { width: WIDTH, height, title: 'Compliance rate per rule', description, shapes };
 }
+
+/**
+ * Drift of one target per UTC day: drift detected (red) and resolved (green) as paired bars on
+ * the left axis, and the drift still open at the end of each day as a line.
+ */
+export function driftTimeline(
+  target: string,
+  days: readonly { day: string; detected: number; resolved: number; open: number }[],
+): Drawing {
+  const height = 200;
+  const left = 44;
+  const right = WIDTH - 20;
+  const top = 16;
+  const bottom = height - 40;
+  const shapes: Shape[] = [];
+  // At least 4, so that the five grid lines fall on whole numbers.
+  const max = Math.max(4, ...days.flatMap((d) => [d.detected, d.resolved, d.open]));
+  const y = (n: number) => bottom - (n / max) * (bottom - top);
+  for (let i = 0; i <= 4; i++) {
+    const v = (max * i) / 4;
+    shapes.push({ kind: 'line', x1: left, y1: y(v), x2: right, y2: y(v), stroke: COLOURS.grid, width: 1 });
+    shapes.push(
+      text(left - 6, y(v) + 3, String(Math.round(v)), { size: 9, anchor: 'end', fill: COLOURS.muted }),
+    );
+  }
+  const band = (right - left) / Math.max(1, days.length);
+  const bar = Math.max(1, Math.min(12, band * 0.35));
+  const labelEvery = Math.max(1, Math.ceil(days.length / 10));
+  const points: [number, number][] = [];
+  days.forEach((d, i) => {
+    const cx = left + band * (i + 0.5);
+    if (d.detected)
+      shapes.push({
+        kind: 'rect',
+        x: cx - bar,
+        y: y(d.detected),
+        w: bar,
+        h: bottom - y(d.detected),
+        fill: COLOURS.fail,
+      });
+    if (d.resolved)
+      shapes.push({
+        kind: 'rect',
+        x: cx,
+        y: y(d.resolved),
+        w: bar,
+        h: bottom - y(d.resolved),
+        fill: COLOURS.pass,
+      });
+    points.push([cx, y(d.open)]);
+    if (i % labelEvery === 0)
+      shapes.push(text(cx, bottom + 14, d.day.slice(5), { size: 9, anchor: 'middle', fill: COLOURS.muted }));
+  });
+  if (points.length > 1) shapes.push({ kind: 'polyline', points, stroke: COLOURS.pending, width: 2 });
+  shapes.push({ kind: 'line', x1: left, y1: bottom, x2: right, y2: bottom, stroke: COLOURS.ink, width: 1 });
+  if (days.length === 0)
+    shapes.push(text((left + right) / 2, (top + bottom) / 2, 'No snapshots yet.', { anchor: 'middle' }));
+  const detected = days.reduce((n, d) => n + d.detected, 0);
+  const resolved = days.reduce((n, d) => n + d.resolved, 0);
+  const last = days.at(-1);
+  const description = last
+    ? `${target}: ${detected} drift detected and ${resolved} resolved from ${days[0]?.day} to ${last.day}; ${last.open} open at the end.`
+    : `${target}: no drift recorded.`;
+  return { width: WIDTH, height, title: `Drift of ${target} per day (UTC)`, description, shapes };
+}

@@ -16,26 +16,31 @@ const RULE_TITLES = new Map<string, string>(RULES.map((r) => [r.id, r.title]));
 
 export const ruleTitle = (id: string): string => RULE_TITLES.get(id) ?? id;
 
-const badge = (verdict: string) => html`<span class="badge ${verdict}">${verdict}</span>`;
-const none = (what: string) => html`<p class="none">${what}</p>`;
-const percent = (rate: number | null) => (rate === null ? 'n/a' : `${(rate * 100).toFixed(1)}%`);
+export const badge = (verdict: string) => html`<span class="badge ${verdict}">${verdict}</span>`;
+export const none = (what: string) => html`<p class="none">${what}</p>`;
+export const percent = (rate: number | null) => (rate === null ? 'n/a' : `${(rate * 100).toFixed(1)}%`);
 const json = (value: Json) => JSON.stringify(value, null, 2);
 
-/** A table with a header row; rows past TABLE_ROW_LIMIT are counted, not listed. */
-function table(
+/**
+ * A table with a header row; rows past TABLE_ROW_LIMIT are counted, not listed. `rowIds` gives
+ * rows an id, so that other parts of the page can link to them.
+ */
+export function table(
   headers: readonly string[],
   rows: readonly HtmlValue[][],
   numeric: readonly number[] = [],
+  rowIds: readonly (string | null)[] = [],
 ): SafeHtml {
   const shown = rows.slice(0, TABLE_ROW_LIMIT);
   const cls = (i: number) => (numeric.includes(i) ? 'num' : null);
+  const id = (i: number) => (rowIds[i] ? html` id="${rowIds[i]}"` : '');
   return html`<table>
 <thead><tr>${headers.map((h, i) => html`<th scope="col"${cls(i) ? html` class="num"` : ''}>${h}</th>`)}</tr></thead>
-<tbody>${shown.map((r) => html`<tr>${r.map((c, i) => html`<td${cls(i) ? html` class="num"` : ''}>${c}</td>`)}</tr>\n`)}</tbody>
+<tbody>${shown.map((r, n) => html`<tr${id(n)}>${r.map((c, i) => html`<td${cls(i) ? html` class="num"` : ''}>${c}</td>`)}</tr>\n`)}</tbody>
 </table>${rows.length > shown.length ? html`<p class="none">… and ${rows.length - shown.length} more rows: the CSV and JSON formats list every one.</p>` : ''}`;
 }
 
-function basisBlock(basis: ReportBasis): SafeHtml {
+export function basisBlock(basis: ReportBasis): SafeHtml {
   return html`<div class="basis"><dl class="facts">
 <dt>Ledger position</dt><dd>${basis.position}</dd>
 <dt>Chain head at that position</dt><dd><code>${basis.chainHead}</code></dd>
@@ -73,12 +78,21 @@ function readbackCell(cells: RolloutReport['readbacks'][number]['pre']): SafeHtm
   )}`;
 }
 
-/** The rollout report as one self-contained HTML page (inline CSS and SVG, no script). */
-export function rolloutReportHtml(report: RolloutReport): string {
+/** The event's anchor on a rollout page: evidence links to it. */
+export const eventAnchor = (position: number) => `event-${position}`;
+
+/** Ledger positions as links to their rows in the page's events table. */
+const evidenceLinks = (positions: readonly number[]) =>
+  positions.length
+    ? html`${positions.map((p, i) => html`${i ? ', ' : ''}<a href="#${eventAnchor(p)}">${p}</a>`)}`
+    : '—';
+
+/** The parts of a rollout report page, each a section's content (see reports/rollout.html). */
+export function rolloutSections(report: RolloutReport): Record<string, SafeHtml> {
   const r = report.rollout;
   const s = report.summary;
   const name = r.title ?? r.id;
-  return page('rollout.html', `Rollout report: ${name}`, {
+  return {
     header: html`<h1>Rollout report: ${name}</h1>
 <p class="subtitle">Rollout <code>${r.id}</code> · ${r.environment ?? 'no environment'} · ${r.status} · plan revision ${r.planRevision}</p>
 <div class="summary" aria-label="Verdict counts">
@@ -105,7 +119,7 @@ ${r.abortedAt ? html`<dt>Aborted</dt><dd>${r.abortedAt}: ${r.abortReason ?? ''}<
       report.rules.map((rule) => [
         html`<code>${rule.id}</code><br>${ruleTitle(rule.id)}`,
         badge(rule.verdict),
-        rule.evidence.length ? rule.evidence.join(', ') : '—',
+        evidenceLinks(rule.evidence),
         rule.finding,
       ]),
     ),
@@ -141,6 +155,34 @@ ${row.during.length ? html`<h4>During</h4>${readbackCell(row.during)}` : ''}`,
           ]),
         )
       : none('No rollback.'),
+    drift: report.drift.length
+      ? table(
+          ['Target', 'What', 'Expected', 'Observed', 'Detected', 'Resolved', 'Attributed to'],
+          report.drift.map((d) => [
+            d.target,
+            html`<code>${d.key}</code>`,
+            d.expected ?? 'absent',
+            d.observed ?? 'absent',
+            html`${d.detectedAt} (<a href="#${eventAnchor(d.detectedPosition)}">#${d.detectedPosition}</a>)`,
+            d.resolvedAt ? `${d.resolvedAt} (#${d.resolvedPosition}, ${d.resolution})` : 'still open',
+            d.attributedTo,
+          ]),
+        )
+      : none('No drift of shared truth was open during the rollout (or no snapshot was taken).'),
+    facts: report.externalFacts.length
+      ? table(
+          ['When', 'What', 'Summary', 'Outcome', 'Source', 'Position'],
+          report.externalFacts.map((f) => [
+            f.occurredAt,
+            html`<code>${f.kind}</code>${f.attachedFrom ? html`<br>attached later${f.note ? `: ${f.note}` : ''}` : ''}`,
+            f.url ? html`<a href="${f.url}">${f.summary}</a>` : f.summary,
+            f.outcome ?? '—',
+            html`<code>${f.source}</code>`,
+            f.position ?? 'pending',
+          ]),
+          [5],
+        )
+      : none('No delivery tool reported a fact about this rollout.'),
     actors: table(
       ['Name', 'Key', 'Role', 'Events'],
       report.actors.map((a) => [a.name, html`<code>${a.id}</code>`, a.role, a.events]),
@@ -156,9 +198,19 @@ ${row.during.length ? html`<h4>During</h4>${readbackCell(row.during)}` : ''}`,
         e.actor ?? '—',
       ]),
       [0, 1],
+      report.events.map((e) => (e.position === null ? null : eventAnchor(e.position))),
     ),
     footer: footer(report.basis),
-  });
+  };
+}
+
+/** The rollout report as one self-contained HTML page (inline CSS and SVG, no script). */
+export function rolloutReportHtml(report: RolloutReport): string {
+  return page(
+    'rollout.html',
+    `Rollout report: ${report.rollout.title ?? report.rollout.id}`,
+    rolloutSections(report),
+  );
 }
 
 function periodName(filter: PeriodReport['filter']): string {
@@ -172,10 +224,10 @@ function periodName(filter: PeriodReport['filter']): string {
   return what ? `${when} (${what})` : when;
 }
 
-/** The period compliance report as one self-contained HTML page. */
-export function periodReportHtml(report: PeriodReport): string {
+/** The parts of a period report page (see reports/compliance.html). */
+export function periodSections(report: PeriodReport): Record<string, SafeHtml> {
   const t = report.totals;
-  return page('compliance.html', `Compliance report: ${periodName(report.filter)}`, {
+  return {
     header: html`<h1>Compliance report</h1>
 <p class="subtitle">Rollouts planned from ${periodName(report.filter)}</p>
 <div class="summary" aria-label="Totals">
@@ -255,5 +307,10 @@ ${table(
         )
       : none('No rollout in this period.'),
     footer: footer(report.basis),
-  });
+  };
+}
+
+/** The period compliance report as one self-contained HTML page. */
+export function periodReportHtml(report: PeriodReport): string {
+  return page('compliance.html', `Compliance report: ${periodName(report.filter)}`, periodSections(report));
 }

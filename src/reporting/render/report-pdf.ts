@@ -133,6 +133,48 @@ export function rolloutReportPdf(report: RolloutReport): Promise<Buffer> {
         b.completedAt ?? 'not completed',
       ]),
     );
+  pdf.heading('Drift of shared truth during the rollout');
+  if (report.drift.length === 0)
+    pdf.paragraph('No drift of shared truth was open during the rollout (or no snapshot was taken).', {
+      colour: COLOURS.muted,
+    });
+  else
+    pdf.table(
+      [
+        { header: 'Target / what', width: 2.2 },
+        { header: 'Expected → observed', width: 2 },
+        { header: 'Detected', width: 2 },
+        { header: 'Resolved', width: 2 },
+        { header: 'Attributed to', width: 2.2 },
+      ],
+      report.drift.map((d) => [
+        `${d.target}\n${d.key}`,
+        `${d.expected ?? 'absent'} → ${d.observed ?? 'absent'}`,
+        `${d.detectedAt} (#${d.detectedPosition})`,
+        d.resolvedAt ? `${d.resolvedAt} (#${d.resolvedPosition}, ${d.resolution})` : 'still open',
+        d.attributedTo,
+      ]),
+    );
+  pdf.heading('Facts from delivery tools');
+  if (report.externalFacts.length === 0)
+    pdf.paragraph('No delivery tool reported a fact about this rollout.', { colour: COLOURS.muted });
+  else
+    pdf.table(
+      [
+        { header: 'When', width: 2 },
+        { header: 'What', width: 2 },
+        { header: 'Summary', width: 4 },
+        { header: 'Outcome', width: 1.2 },
+        { header: 'Position', width: 1, align: 'right' },
+      ],
+      report.externalFacts.map((f) => [
+        f.occurredAt,
+        `${f.kind}${f.attachedFrom ? '\n(attached later)' : ''}`,
+        f.summary,
+        f.outcome ?? '—',
+        f.position ?? 'pending',
+      ]),
+    );
   pdf.heading('Actors').table(
     [
       { header: 'Name', width: 2 },
