@@ -4,6 +4,7 @@ import { AuthGuard } from './auth/auth.guard.js';
 import { AuthModule } from './auth/auth.module.js';
 import type { AppConfig } from './config/config.js';
 import { ConfigModule } from './config/config.module.js';
+import { ConsoleModule } from './console/console.module.js';
 import type { DatabaseHandle } from './database/database.js';
 import { DatabaseModule } from './database/database.module.js';
 import { EventStoreModule } from './event-store/event-store.module.js';
@@ -43,6 +44,7 @@ export class AppModule {
         SnapshotsModule,
         PlatformTruthModule,
         HealthModule,
+        ConsoleModule,
       ],
       providers: [{ provide: APP_GUARD, useClass: AuthGuard }],
     };

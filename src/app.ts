@@ -61,6 +61,21 @@ export async function createApp(options: CreateAppOptions): Promise<NestFastifyA
     }
     parseJson(request, text, done);
   });
+  // Forms, for the console's sign-in and buttons only: the API speaks JSON and answers 415 to them.
+  fastify.addContentTypeParser(
+    'application/x-www-form-urlencoded',
+    { parseAs: 'string', bodyLimit: 16 * 1024 },
+    (request, body, done) => {
+      if (!request.url.startsWith('/console/')) {
+        done(
+          Object.assign(new Error('this route accepts application/json bodies only'), { statusCode: 415 }),
+        );
+        return;
+      }
+      // Own properties only: a field named __proto__ is data, never a prototype.
+      done(null, Object.fromEntries(new URLSearchParams(String(body))));
+    },
+  );
   // Set on arrival too: an SSE stream never goes through onSend, but Nest sends it the reply's headers.
   fastify.addHook('onRequest', async (request, reply) => {
     void reply.header('x-request-id', request.id);

@@ -7,6 +7,7 @@ import {
 } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { consoleSessionKey } from '../console/session.js';
 import { ApiKeysService } from './api-keys.service.js';
 import { type AuthenticatedRequest, type Principal, READ_ROLES, ROLES_KEY, type Role } from './principal.js';
 import { IS_PUBLIC } from './public.decorator.js';
@@ -21,7 +22,8 @@ export function bearerToken(header: string | undefined): string | undefined {
 const resolved = new WeakMap<FastifyRequest, Promise<Principal | undefined>>();
 
 /**
- * The principal of a request's bearer key, or undefined (no key, or not a valid one). Looked up
+ * The principal of a request's bearer key (or, on console pages only, of its session cookie),
+ * or undefined (no key, or not a valid one). Looked up
  * once per request: the rate limiter (an onRequest hook) and the guard share the answer.
  */
 export function authenticateRequest(
@@ -30,7 +32,7 @@ export function authenticateRequest(
 ): Promise<Principal | undefined> {
   let principal = resolved.get(request);
   if (!principal) {
-    const token = bearerToken(request.headers.authorization);
+    const token = bearerToken(request.headers.authorization) ?? consoleSessionKey(request);
     principal = token ? keys.authenticate(token) : Promise.resolve(undefined);
     resolved.set(request, principal);
   }

@@ -1,3 +1,4 @@
+import cookie from '@fastify/cookie';
 import helmet from '@fastify/helmet';
 import rateLimit from '@fastify/rate-limit';
 import { HttpException, HttpStatus } from '@nestjs/common';
@@ -45,6 +46,9 @@ export async function configureHttpSecurity(app: NestFastifyApplication, config:
       route.helmet = { contentSecurityPolicy: { directives: DOCS_CSP_DIRECTIVES } };
     }
   });
+
+  // Parsed on arrival, before the rate limiter's key lookup (console pages sign in by cookie).
+  await app.register(cookie);
 
   await app.register(helmet, { global: true });
 

@@ -128,6 +128,21 @@ function fromFastify(err: { statusCode?: unknown; code?: unknown; message?: stri
   };
 }
 
+/** What an error means to the client: its problem details (a 5xx says only the request id). */
+export function problemOf(exception: unknown, requestId: string): Problem {
+  if (exception instanceof DomainError) return fromDomain(exception);
+  if (exception instanceof HttpException) return fromHttp(exception);
+  if (isConnectionFailure(exception)) return unavailable();
+  return (
+    fromFastify(exception as object) ?? {
+      type: `${PROBLEM_BASE}internal`,
+      title: 'Internal error',
+      status: HttpStatus.INTERNAL_SERVER_ERROR,
+      detail: `an unexpected error occurred; quote request id ${requestId} to the operator`,
+    }
+  );
+}
+
 /**
  * Every error leaves as application/problem+json. A 5xx never carries a stack or SQL: it names
  * the request id to look up in the logs.
@@ -140,18 +155,7 @@ export class ProblemFilter implements ExceptionFilter {
     const ctx = host.switchToHttp();
     const request = ctx.getRequest<FastifyRequest>();
     const reply = ctx.getResponse<FastifyReply>();
-    let problem: Problem;
-    if (exception instanceof DomainError) problem = fromDomain(exception);
-    else if (exception instanceof HttpException) problem = fromHttp(exception);
-    else if (isConnectionFailure(exception)) problem = unavailable();
-    else {
-      problem = fromFastify(exception as object) ?? {
-        type: `${PROBLEM_BASE}internal`,
-        title: 'Internal error',
-        status: HttpStatus.INTERNAL_SERVER_ERROR,
-        detail: `an unexpected error occurred; quote request id ${request.id} to the operator`,
-      };
-    }
+    const problem = problemOf(exception, String(request.id));
     if (problem.status >= 500) {
       this.logger.error(
         { err: exception, requestId: request.id, url: request.routeOptions?.url },

@@ -11,5 +11,6 @@ import { ReportsService } from './reports.service.js';
   imports: [EventStoreModule, LedgerModule],
   controllers: [ReportsController, ExportsController],
   providers: [ReportsService, ReportsRepository, LedgerExporter],
+  exports: [ReportsService],
 })
 export class ReportingModule {}

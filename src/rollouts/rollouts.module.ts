@@ -9,6 +9,6 @@ import { RolloutsService } from './rollouts.service.js';
   imports: [EventStoreModule],
   controllers: [RolloutsController],
   providers: [RolloutsService, RolloutsRepository, RolloutSummaryProjector],
-  exports: [RolloutsService, RolloutSummaryProjector],
+  exports: [RolloutsService, RolloutsRepository, RolloutSummaryProjector],
 })
 export class RolloutsModule {}

@@ -7,7 +7,7 @@ import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Role } from '../../src/auth/principal.js';
 import { type SamplePlatform, startSamplePlatform } from '../fixtures/sample-platform.js';
-import { AUTH, startTestApp, type TestApp } from '../support/app.js';
+import { ADMIN_TOKEN, AUTH, startTestApp, type TestApp } from '../support/app.js';
 import { bearer, createKey } from '../support/auth.js';
 
 // Role matrix: every endpoint × every caller (no key, and a stored key of each role). The table
@@ -450,6 +450,75 @@ const TABLE: RouteCase[] = [
     '/api/v1/recovery/readiness',
   ].map((route): RouteCase => ({ method: 'GET', route, access: READERS, ok: 200, prepare: plain(route) })),
 
+  // the auditor console: pages for auditors (and admins); signing in and out is open to all
+  {
+    method: 'GET',
+    route: '/console/sign-in',
+    access: 'public',
+    ok: 200,
+    console: true,
+    prepare: plain('/console/sign-in'),
+  },
+  {
+    method: 'POST',
+    route: '/console/sign-in',
+    access: 'public',
+    ok: 303,
+    console: true,
+    prepare: plain('/console/sign-in', { key: ADMIN_TOKEN }),
+  },
+  {
+    method: 'POST',
+    route: '/console/sign-out',
+    access: 'public',
+    ok: 303,
+    console: true,
+    prepare: plain('/console/sign-out'),
+  },
+  { method: 'GET', route: '/console', access: AUDITORS, ok: 303, console: true, prepare: plain('/console') },
+  ...['/console/rollouts', '/console/compliance', '/console/drift', '/console/integrity'].map(
+    (route): RouteCase => ({
+      method: 'GET',
+      route,
+      access: AUDITORS,
+      ok: 200,
+      console: true,
+      prepare: plain(route),
+    }),
+  ),
+  {
+    method: 'GET',
+    route: '/console/rollouts/{id}',
+    access: AUDITORS,
+    ok: 200,
+    console: true,
+    prepare: plain(() => `/console/rollouts/${readable}`),
+  },
+  {
+    method: 'GET',
+    route: '/console/rollouts/{id}/report/{format}',
+    access: AUDITORS,
+    ok: 200,
+    console: true,
+    prepare: plain(() => `/console/rollouts/${readable}/report/csv`),
+  },
+  {
+    method: 'GET',
+    route: '/console/compliance/report/{format}',
+    access: AUDITORS,
+    ok: 200,
+    console: true,
+    prepare: plain('/console/compliance/report/json'),
+  },
+  {
+    method: 'POST',
+    route: '/console/integrity/verify',
+    access: AUDITORS,
+    ok: 201,
+    console: true,
+    prepare: plain('/console/integrity/verify', {}),
+  },
+
   // projections: admin only
   {
     method: 'GET',
@@ -616,10 +685,14 @@ describe('the expectation table covers every route', () => {
   it('names a policy for each of the five callers on each route: the table is the whole matrix', () => {
     const cells = TABLE.flatMap((c) => CALLERS.map((caller) => `${opKey(c.method, c.route)} ${caller}`));
     expect(new Set(cells).size).toBe(TABLE.length * CALLERS.length);
-    // No route is left open by accident: only the health checks are public.
+    // No route is left open by accident: only the health checks, and signing in to (and out of)
+    // the console, are public.
     expect(TABLE.filter((c) => c.access === 'public').map((c) => opKey(c.method, c.route))).toEqual([
       'GET /health/live',
       'GET /health/ready',
+      'GET /console/sign-in',
+      'POST /console/sign-in',
+      'POST /console/sign-out',
     ]);
     // The write-only ingest role reads nothing: it only sends CloudEvents.
     expect(
