@@ -1,9 +1,10 @@
 import swc from 'unplugin-swc';
 import { defineConfig } from 'vitest/config';
 
-// Four tiers by suffix: *.spec.ts is pure, *.int.spec.ts talks to a real database,
-// *.e2e.spec.ts drives the whole app over HTTP, *.browser.spec.ts drives it from headless Chromium. The database tiers run on embedded PGlite,
-// or on the Postgres named by DATABASE_URL when it is set.
+// Tiers by suffix: *.spec.ts is pure, *.int.spec.ts talks to a real database, *.e2e.spec.ts
+// drives the whole app over HTTP, *.browser.spec.ts drives it from headless Chromium, and
+// *.fault.spec.ts (npm run test:faults, run by CI after npm test) kills and restores the built
+// service. The database tiers run on embedded PGlite, or on the Postgres named by DATABASE_URL.
 const swcPlugin = swc.vite({ module: { type: 'es6' } });
 
 // Each tier's results also go to test-output/ as JSON, so .ci/run can print one closing count.
@@ -53,6 +54,18 @@ export default defineConfig({
           testTimeout: 120_000,
           hookTimeout: 120_000,
           // One Chromium at a time is plenty on a two-core machine.
+          fileParallelism: false,
+        },
+      },
+      {
+        plugins: [swcPlugin],
+        test: {
+          name: 'faults',
+          include: ['test/faults/**/*.fault.spec.ts'],
+          globalSetup: ['test/faults/global-setup.ts'],
+          testTimeout: 300_000,
+          hookTimeout: 180_000,
+          // Each file runs the real server under load: one at a time on a two-core machine.
           fileParallelism: false,
         },
       },

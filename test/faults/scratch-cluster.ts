@@ -1,0 +1,137 @@
+import { execFile } from 'node:child_process';
+import { access, chown, mkdtemp, readdir, rm } from 'node:fs/promises';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+
+const exec = promisify(execFile);
+
+/** Scratch clusters live in `<tmpdir>/<prefix><run pid>-<random>`, so a later run can sweep them. */
+export const CLUSTER_PREFIX = 'upgrade-ledger-fault-cluster-';
+
+/**
+ * A throwaway Postgres cluster of the same major version as the server under test: what a
+ * logical restore "into a new cluster" restores into. Its transaction counter starts near zero,
+ * as a new cluster's does. initdb refuses to run as root, so as root it runs as `postgres`.
+ */
+export interface ScratchCluster {
+  port: number;
+  /** A directory of the cluster's owner, for files it must read (a dump to restore). */
+  root: string;
+  /** A connection string for one of its databases. */
+  url(database: string): string;
+  /** Runs one of the cluster's binaries (pg_restore, createdb …) as the cluster's owner. */
+  bin(name: string, args: string[]): Promise<{ stdout: string; stderr: string }>;
+  stop(): Promise<void>;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** The directory of the server binaries for `major` (Debian layout), or PG_BINDIR. */
+export async function binDir(major: number): Promise<string> {
+  const dir = process.env.PG_BINDIR ?? `/usr/lib/postgresql/${major}/bin`;
+  await access(path.join(dir, 'initdb'));
+  return dir;
+}
+
+export async function startScratchCluster(major: number): Promise<ScratchCluster> {
+  const dir = await binDir(major);
+  const run = process.env.UPGRADE_LEDGER_TEST_RUN ?? String(process.pid);
+  const root = await mkdtemp(path.join(tmpdir(), `${CLUSTER_PREFIX}${run}-`));
+  const asRoot = process.getuid?.() === 0;
+  let owner: { uid: number; gid: number } | undefined;
+  if (asRoot) {
+    const uid = Number((await exec('id', ['-u', 'postgres'])).stdout.trim());
+    const gid = Number((await exec('id', ['-g', 'postgres'])).stdout.trim());
+    owner = { uid, gid };
+    await chown(root, uid, gid);
+  }
+  const bin = (name: string, args: string[]) =>
+    owner
+      ? exec('runuser', ['-u', 'postgres', '--', path.join(dir, name), ...args], { cwd: root })
+      : exec(path.join(dir, name), args, { cwd: root });
+  const data = path.join(root, 'data');
+  const port = await freePort();
+  let started = false;
+  const stop = async () => {
+    if (started) await bin('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop']).catch(() => {});
+    started = false;
+    await rm(root, { recursive: true, force: true });
+  };
+  try {
+    await bin('initdb', [
+      '-D',
+      data,
+      '-U',
+      'postgres',
+      '--auth=trust',
+      '-E',
+      'UTF8',
+      '--locale=C',
+      '--no-sync',
+    ]);
+    started = true;
+    await bin('pg_ctl', [
+      '-D',
+      data,
+      '-l',
+      path.join(root, 'server.log'),
+      '-o',
+      `-p ${port} -k ${root} -c listen_addresses=127.0.0.1 -c fsync=off`,
+      '-w',
+      '-t',
+      '120',
+      'start',
+    ]);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return {
+    port,
+    root,
+    url: (database) => `postgres://postgres@127.0.0.1:${port}/${database}`,
+    bin: (name, args) => bin(name, ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', ...args]),
+    stop,
+  };
+}
+
+/**
+ * Stops and removes the scratch clusters of runs that died before their afterAll (a killed
+ * vitest): pg_ctl daemonizes the server, so nothing else would ever stop it.
+ */
+export async function sweepScratchClusters(alive: (pid: number) => boolean): Promise<void> {
+  const names = await readdir(tmpdir()).catch(() => [] as string[]);
+  for (const name of names) {
+    const m = new RegExp(`^${CLUSTER_PREFIX}(\\d+)-`).exec(name);
+    if (!m || alive(Number(m[1]))) continue;
+    const root = path.join(tmpdir(), name);
+    const data = path.join(root, 'data');
+    const pgCtl = (await readdir('/usr/lib/postgresql').catch(() => [] as string[]))
+      .map((v) => `/usr/lib/postgresql/${v}/bin/pg_ctl`)
+      .concat(process.env.PG_BINDIR ? [path.join(process.env.PG_BINDIR, 'pg_ctl')] : []);
+    for (const bin of pgCtl) {
+      const args = [bin, '-D', data, '-m', 'immediate', '-w', 'stop'];
+      const stopped = await (process.getuid?.() === 0
+        ? exec('runuser', ['-u', 'postgres', '--', ...args])
+        : exec(args[0]!, args.slice(1))
+      ).then(
+        () => true,
+        () => false,
+      );
+      if (stopped) break;
+    }
+    await rm(root, { recursive: true, force: true });
+  }
+}
