@@ -1,0 +1,195 @@
+import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import { loadScenarios } from '../test/support/scenarios.js';
+import { intArg, listArg } from './lib/args.js';
+import { autocannon } from './lib/autocannon.js';
+import type { PeerResult } from './lib/emmett.js';
+import { dbUrl, dropDatabase, recreateDatabase, serverVersion } from './lib/pg.js';
+import { literal, pgbench } from './lib/pgbench.js';
+import { run } from './lib/proc.js';
+import { ledgerState, migrate, rolloutEvents, rolloutTemplates } from './lib/seed.js';
+import { authHeaders, startServer } from './lib/server.js';
+import { publish, type Row } from './lib/table.js';
+
+const NAME = 'append-single';
+const HASH = 'a'.repeat(64);
+const GENESIS = '0'.repeat(64);
+
+/**
+ * JSON as a pgbench-safe SQL literal: pgbench reads `:name` anywhere as a variable, so structural
+ * colons get a space after them and colons inside strings become \u003a (jsonb stores the same value).
+ */
+export function pgbenchJson(value: unknown): string {
+  const text = JSON.stringify(value, null, 1)
+    .replaceAll('\n', ' ')
+    .replace(/:(?=[A-Za-z0-9_])/g, '\\u003a');
+  return literal(text);
+}
+
+/**
+ * What one `EventStore.append` of one event to a new stream runs, in the same transaction, as a
+ * pgbench script: advisory lock, stream upsert, row lock, idempotency look-up, insert, stream
+ * update. Ids come from pgbench's random() so that every transaction writes a new stream.
+ */
+export function singleAppendScript(data: unknown, metadata: unknown, eventsPerTx = 1): string {
+  const sid = `'rollout-' || :client_id || '-' || :r`;
+  const eid = (i: number) => `md5('e${i}-' || :client_id || '-' || :r)::uuid`;
+  const ids = Array.from({ length: eventsPerTx }, (_, i) => eid(i)).join(', ');
+  const rows = Array.from(
+    { length: eventsPerTx },
+    (_, i) =>
+      `(${eid(i)}, ${sid}, ${i + 1}, 'RolloutPlanned', 1, ${pgbenchJson(data)}, ${pgbenchJson(metadata)}, now(), '${i === 0 ? GENESIS : HASH}', '${HASH}')`,
+  ).join(', ');
+  return [
+    '\\set r random(1, 999999999999)',
+    'begin;',
+    `select pg_advisory_xact_lock(hashtextextended(${sid}, 0));`,
+    `insert into stream (stream_id, stream_type, version, head_hash) values (${sid}, 'rollout', 0, '${GENESIS}') on conflict (stream_id) do nothing;`,
+    `select version, head_hash from stream where stream_id = ${sid} for update;`,
+    `select event_id, stream_id, stream_version, type, schema_version, data from event where event_id in (${ids});`,
+    `insert into event (event_id, stream_id, stream_version, type, schema_version, data, metadata, recorded_at, prev_hash, hash) values ${rows};`,
+    `update stream set version = ${eventsPerTx}, head_hash = '${HASH}', updated_at = now() where stream_id = ${sid};`,
+    'commit;',
+    '',
+  ].join('\n');
+}
+
+/** The peer in a child process of its own (its own event loop and pool, in-process appends). */
+export async function peerChild(
+  kind: '_emmett' | '_store',
+  db: string,
+  concurrency: number,
+  seconds: number,
+  batch: number,
+  poolMax: number,
+): Promise<PeerResult> {
+  const args = [
+    process.argv[1] as string,
+    kind,
+    db,
+    String(concurrency),
+    String(seconds),
+    String(batch),
+    String(poolMax),
+  ];
+  const r = await run(process.execPath, args);
+  if (r.code !== 0) throw new Error(`${kind} failed: ${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split('\n').at(-1) ?? '') as PeerResult;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Waits until the sequencer has given every event a position (so it does not load the next phase). */
+export async function waitSequenced(db: string, timeoutMs = 300_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (Date.now() < until) {
+    const s = await ledgerState(db);
+    if (s.head >= s.events) return;
+    await sleep(250);
+  }
+  throw new Error(`${db}: the sequencer did not catch up within ${timeoutMs} ms`);
+}
+
+/**
+ * HTTP single-event appends to distinct streams (POST /api/v1/rollouts: one RolloutPlanned event
+ * on a new stream) against pgbench running the same transaction, and Emmett in-process.
+ */
+export async function appendSingle(args: Map<string, string>): Promise<void> {
+  const started = new Date();
+  const seconds = intArg(args, 'duration', 20);
+  const levels = listArg(args, 'connections', [16, 64]);
+  const poolMax = intArg(args, 'pool', 20);
+  const ours = 'bench_append_ours';
+  const raw = 'bench_append_raw';
+  const peer = 'bench_append_emmett';
+  const pgVersion = await serverVersion();
+  for (const db of [ours, raw]) {
+    await recreateDatabase(db);
+    await migrate(db);
+  }
+  await recreateDatabase(peer);
+
+  const scenarios = loadScenarios(process.env.SCENARIOS_DIR ?? path.resolve('../shared/scenarios'));
+  const body = JSON.stringify(scenarios[0]?.calls[0]?.body);
+  const sample = rolloutEvents(rolloutTemplates(), 0, randomUUID()).events[0];
+  if (!sample) throw new Error('no sample event');
+  const script = singleAppendScript(sample.data, sample.metadata);
+
+  const rows: Row[] = [];
+  const server = await startServer({ databaseUrl: dbUrl(ours), env: { DB_POOL_MAX: String(poolMax) } });
+  try {
+    const post = {
+      url: `${server.url}/api/v1/rollouts`,
+      method: 'POST' as const,
+      headers: { ...authHeaders, 'content-type': 'application/json' },
+      body,
+    };
+    for (const c of levels) {
+      await autocannon({ ...post, connections: c, seconds: 3 }); // warm-up, not counted
+      await waitSequenced(ours);
+      const http = await autocannon({ ...post, connections: c, seconds });
+      if (http.errors > 0 || http.non2xx > 0)
+        console.log(`  warning: ${http.non2xx} non-2xx and ${http.errors} errors at ${c} connections`);
+      await waitSequenced(ours);
+      const base = await pgbench({ db: raw, script, clients: c, seconds, name: 'append-single' });
+      const emmett = await peerChild('_emmett', peer, c, seconds, 1, poolMax);
+      const store = await peerChild('_store', raw, c, seconds, 1, poolMax);
+      const cmd = `npm run bench -- ${NAME} --connections ${c} --duration ${seconds}: ${http.command}`;
+      rows.push(
+        {
+          figure: `HTTP single appends, ${c} connections`,
+          value: http.okPerSec,
+          unit: 'events/s',
+          better: 'higher',
+          baseline: { label: 'pgbench, same transaction', value: base.tps },
+          command: cmd,
+          note: `baseline: ${base.command}`,
+        },
+        {
+          figure: `  vs Emmett in-process, ${c} in flight`,
+          value: http.okPerSec,
+          unit: 'events/s',
+          better: 'higher',
+          baseline: { label: 'Emmett 0.42 appendToStream', value: emmett.eventsPerSec },
+          command: cmd,
+          note: `Emmett p50 ${emmett.p50Ms.toFixed(1)} ms, p99 ${emmett.p99Ms.toFixed(1)} ms, pool ${poolMax}`,
+        },
+        {
+          figure: `  in-process EventStore.append (no HTTP), ${c} in flight`,
+          value: store.eventsPerSec,
+          unit: 'events/s',
+          better: 'higher',
+          baseline: { label: 'pgbench, same transaction', value: base.tps },
+          command: cmd,
+          note: `in-process p50 ${store.p50Ms.toFixed(1)} ms, p99 ${store.p99Ms.toFixed(1)} ms: the HTTP route's cost is the gap between this row and the first`,
+        },
+        {
+          figure: `  p50 latency, ${c} connections`,
+          value: http.p50Ms,
+          unit: 'ms',
+          better: 'lower',
+          baseline: { label: 'pgbench', value: base.p50Ms },
+          command: cmd,
+        },
+        {
+          figure: `  p99 latency, ${c} connections`,
+          value: http.p99Ms,
+          unit: 'ms',
+          better: 'lower',
+          baseline: { label: 'pgbench', value: base.p99Ms },
+          command: cmd,
+        },
+      );
+    }
+  } finally {
+    await server.stop();
+  }
+  publish(NAME, started, pgVersion, { seconds, connections: levels.join(','), poolMax }, rows, [
+    `ours: the built service on Postgres (DB_POOL_MAX=${poolMax}, sequencer and projections running in the same process), autocannon in a separate process; each 2xx is one RolloutPlanned event on a new stream`,
+    'the route also reads the (empty) stream before appending and runs the coalesced pg_notify after commit: those are not in the pgbench transaction',
+    'pgbench: -M extended, the same statements in one transaction, the same event payload, into a migrated database of its own (same indexes and triggers); no JS hashing',
+    'Emmett: a child process appending one event to a new stream (STREAM_DOES_NOT_EXIST), no HTTP',
+    'the machine has 2 cores shared with the load generator, Postgres and other users: compare ratios, not absolute figures',
+  ]);
+  if (!args.has('keep')) for (const db of [ours, raw, peer]) await dropDatabase(db);
+}

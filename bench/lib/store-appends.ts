@@ -1,0 +1,63 @@
+import { randomUUID } from 'node:crypto';
+import { openDatabase } from '../../src/database/database.js';
+import { EventStore } from '../../src/event-store/event-store.repository.js';
+import type { PeerResult } from './emmett.js';
+import { dbUrl } from './pg.js';
+import { rolloutEvents, rolloutTemplates } from './seed.js';
+import { percentile } from './table.js';
+
+/**
+ * The service's own EventStore.append, in-process (no HTTP, no Nest), `concurrency` appends in
+ * flight, each of `batch` events (the first rollout's plan as the payload) to a new stream with
+ * expectedVersion no_stream. Run in a child process:
+ * `node dist-bench/bench/index.js _store <db> <concurrency> <seconds> <batch> <poolMax>`.
+ */
+export async function storeAppends(
+  db: string,
+  concurrency: number,
+  seconds: number,
+  batch: number,
+  poolMax: number,
+): Promise<PeerResult> {
+  const handle = await openDatabase({ database: { kind: 'postgres', url: dbUrl(db), poolMax } });
+  const store = new EventStore(handle);
+  const payload = rolloutEvents(rolloutTemplates(), 0, randomUUID()).events[0];
+  if (!payload) throw new Error('no template event');
+  const makeEvents = () =>
+    Array.from({ length: batch }, () => ({
+      type: payload.type,
+      data: payload.data,
+      metadata: payload.metadata,
+    }));
+  try {
+    await store.append(`warmup-${randomUUID()}`, makeEvents(), { expectedVersion: 'no_stream' });
+    const latencies: number[] = [];
+    let events = 0;
+    const started = performance.now();
+    const until = started + seconds * 1000;
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (performance.now() < until) {
+          const t = performance.now();
+          await store.append(`rollout-${randomUUID()}`, makeEvents(), {
+            expectedVersion: 'no_stream',
+            streamType: 'rollout',
+          });
+          latencies.push(performance.now() - t);
+          events += batch;
+        }
+      }),
+    );
+    const elapsed = (performance.now() - started) / 1000;
+    return {
+      events,
+      appends: latencies.length,
+      seconds: elapsed,
+      eventsPerSec: events / elapsed,
+      p50Ms: percentile(latencies, 50),
+      p99Ms: percentile(latencies, 99),
+    };
+  } finally {
+    await handle.close();
+  }
+}
