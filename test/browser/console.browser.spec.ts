@@ -7,7 +7,7 @@ import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RULE_IDS } from '../../src/compliance/rule.js';
 import { type SamplePlatform, startSamplePlatform } from '../fixtures/sample-platform.js';
-import { AUTH, settleLedger, startTestApp, type TestApp } from '../support/app.js';
+import { AUTH, settleLedger, settleProjections, startTestApp, type TestApp } from '../support/app.js';
 import { type CreatedKey, createKey } from '../support/auth.js';
 import {
   axeViolations,
@@ -53,6 +53,8 @@ describe('the auditor console in headless Chromium', () => {
       const res = await request(t.server).get('/api/v1/drift?open=true').set(AUTH).expect(200);
       return res.body.items.length > 0;
     });
+    // The rollout list and the drift page read projections, which follow the ledger.
+    await settleProjections(t);
     browser = await launchBrowser();
     await mkdir(DOWNLOADS, { recursive: true });
   });

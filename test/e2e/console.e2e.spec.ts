@@ -1,7 +1,7 @@
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RULE_IDS } from '../../src/compliance/rule.js';
-import { AUTH, settleLedger, startTestApp, type TestApp } from '../support/app.js';
+import { AUTH, settleLedger, settleProjections, startTestApp, type TestApp } from '../support/app.js';
 import { bearer, type CreatedKey, createKey } from '../support/auth.js';
 import { replayScenario } from '../support/replay.js';
 import { loadScenarios } from '../support/scenarios.js';
@@ -39,7 +39,8 @@ describe('the auditor console (HTTP)', () => {
     for (const name of ['01-compliant', '02-version-bump-only', '08-in-flight']) {
       ids.set(name, await replayScenario(t, scenarios.find((s) => s.scenario === name)!));
     }
-    await settleLedger(t);
+    // The console lists rollouts from the rollout read model, which follows the ledger.
+    await settleProjections(t);
     cookie = sessionOf(await signIn(auditor.key).expect(303)).cookie;
   });
   afterAll(() => t.close());
@@ -161,7 +162,7 @@ describe('the auditor console (HTTP)', () => {
         .send({ title: `bulk ${i}`, environment: 'staging', products: [{ product: 'p', toVersion: '1' }] })
         .expect(201);
     }
-    await settleLedger(t);
+    await settleProjections(t);
     const first = await page('/console/rollouts?environment=staging').expect(200);
     expect(first.text.match(/<tr><td><a href="\/console\/rollouts\//g)).toHaveLength(25);
     const next = /href="(\/console\/rollouts\?[^"]*cursor=[^"]+)"/

@@ -7,6 +7,7 @@ import { type AppConfig, loadConfig } from '../../src/config/config.js';
 import type { DatabaseHandle } from '../../src/database/database.js';
 import { LedgerRepository } from '../../src/ledger/ledger.repository.js';
 import { SequencerService } from '../../src/ledger/sequencer.service.js';
+import { ProjectionsRepository } from '../../src/projections/projections.repository.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
 import { waitFor } from './wait.js';
 
@@ -74,4 +75,18 @@ export async function settleLedger(t: TestApp): Promise<void> {
     await sequencer.drain();
     return (await ledger.pendingCount()) === 0;
   });
+}
+
+/**
+ * Waits until the ledger is settled and every served projection (the rollout list, snapshots,
+ * drift, version truth) has applied it up to the head: for tests that read a read model.
+ */
+export async function settleProjections(t: TestApp): Promise<void> {
+  await settleLedger(t);
+  const ledger = t.app.get(LedgerRepository);
+  const projections = t.app.get(ProjectionsRepository);
+  const head = (await ledger.head()).position;
+  await waitFor('every projection to reach the ledger head', async () =>
+    (await projections.versions()).filter((v) => v.active).every((v) => Number(v.position) >= head),
+  );
 }
