@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
-import { type Kysely, sql, type Transaction } from 'kysely';
+import { type Kysely, sql } from 'kysely';
 import {
   ConcurrencyConflict,
   type ExpectedVersion,
@@ -24,6 +24,10 @@ import { assertStorableJson } from './storable-json.js';
 /** NOTIFY channel that wakes the sequencer when events commit. */
 export const EVENTS_CHANNEL = 'upgrade_ledger_events';
 export const MAX_EVENTS_PER_APPEND = 1000;
+/** Appends hashed against a guessed head before a busy stream is appended to under its lock. */
+const OPTIMISTIC_ATTEMPTS = 2;
+/** Stream heads remembered per process (a guess only: the database checks it). */
+const HEAD_CACHE_SIZE = 10_000;
 
 const STREAM_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,199}$/;
 const EVENT_TYPE = /^[A-Za-z][A-Za-z0-9._-]{0,99}$/;
@@ -37,6 +41,33 @@ interface PreparedEvent {
   metadata: { [key: string]: Json };
 }
 
+interface StreamHead {
+  version: number;
+  hash: string;
+}
+
+/**
+ * The last known head of recently used streams, oldest dropped first. Only ever a guess that
+ * saves a round trip: `append_events` checks it under the stream's lock, so a stale entry (another
+ * replica appended) costs one more round trip, never a wrong write.
+ */
+class HeadCache {
+  private readonly heads = new Map<string, StreamHead>();
+
+  get(streamId: string): StreamHead | undefined {
+    return this.heads.get(streamId);
+  }
+
+  remember(streamId: string, head: StreamHead): void {
+    this.heads.delete(streamId);
+    this.heads.set(streamId, head);
+    if (this.heads.size > HEAD_CACHE_SIZE) {
+      const oldest = this.heads.keys().next().value;
+      if (oldest !== undefined) this.heads.delete(oldest);
+    }
+  }
+}
+
 /**
  * The append-only event store. Appends to different streams run concurrently: each takes only
  * its own stream's row lock (compare-and-set on `stream.version`), never a global one.
@@ -46,6 +77,7 @@ export class EventStore {
   private readonly db: Kysely<Database>;
   private notifying = false;
   private notifyAgain = false;
+  private readonly heads = new HeadCache();
 
   constructor(@Inject(DATABASE) handle: DatabaseHandle) {
     this.db = handle.db;
@@ -78,6 +110,11 @@ export class EventStore {
   /**
    * Appends events to a stream if it is at the expected version.
    *
+   * One round trip when the stream's head is known (a new stream, or one this process has just
+   * read or written): the events are hashed here against that head and `append_events` checks it
+   * under the stream's locks. When the guess is wrong, nothing is written and the function answers
+   * with the actual head: a version precondition then fails, `any`/`exists` hash again and retry.
+   *
    * @example
    * await store.append('rollout-42', [{ type: 'RolloutPlanned', data: plan }], { expectedVersion: 'no_stream' });
    * // → { streamVersion: 1, eventIds: ['…'], duplicate: false }
@@ -86,14 +123,43 @@ export class EventStore {
     const expected = options.expectedVersion ?? 'any';
     const prepared = this.prepare(streamId, events, expected);
     const streamType = options.streamType ?? streamId.split('-')[0] ?? streamId;
+    let head = this.guessHead(streamId, expected);
     try {
-      const result = await this.db
-        .transaction()
-        .execute((trx) => this.appendIn(trx, streamId, streamType, prepared, expected));
-      if (!result.duplicate) this.wakeSequencer();
-      return result;
+      for (let attempt = 1; ; attempt++) {
+        const outcome = await this.tryAppend(this.db, streamId, streamType, prepared, head);
+        if (outcome.outcome === 'appended') {
+          this.heads.remember(streamId, outcome.head);
+          this.wakeSequencer();
+          return {
+            streamVersion: outcome.head.version,
+            eventIds: prepared.map((e) => e.eventId),
+            duplicate: false,
+          };
+        }
+        if (outcome.outcome === 'seen') {
+          const original = await this.originalResult(this.db, streamId, prepared);
+          if (original) return original;
+          throw new Error(`append_events reported recorded event ids that cannot be found (${streamId})`);
+        }
+        // The stream is not where we hashed against.
+        const actual = outcome.head;
+        this.heads.remember(streamId, actual);
+        if (!versionMatches(expected, actual.version)) {
+          throw new ConcurrencyConflict(
+            streamId,
+            expected,
+            actual.version === 0 ? 'no_stream' : actual.version,
+          );
+        }
+        // Our guess was stale (or absent) and the precondition still holds: hash against the
+        // actual head once more; if the stream moves again it is busy, so take its lock first.
+        head = actual;
+        if (attempt >= OPTIMISTIC_ATTEMPTS)
+          return await this.appendLocked(streamId, streamType, prepared, expected);
+      }
     } catch (err) {
-      // A concurrent identical retry won the race to insert these event ids: answer as it did.
+      // A concurrent identical retry won the race to insert these event ids (or they were used in
+      // another stream meanwhile): answer as the original did, or report the conflict.
       if (isUniqueViolation(err, 'event_event_id_key')) {
         const original = await this.originalResult(this.db, streamId, prepared);
         if (original) return original;
@@ -102,68 +168,88 @@ export class EventStore {
     }
   }
 
-  private async appendIn(
-    trx: Transaction<Database>,
+  /**
+   * The pessimistic path, for a stream that moved under two optimistic tries: its advisory lock
+   * (the one `append_events` takes too, re-entrant in this session) is held while the head is read
+   * and the events hashed, so the append cannot miss.
+   */
+  private async appendLocked(
     streamId: string,
     streamType: string,
     events: PreparedEvent[],
     expected: ExpectedVersion,
   ): Promise<AppendResult> {
-    // Appends to one stream must get their transaction ids in the order they commit, because the
-    // sequencer orders the ledger by tx_id. An id is assigned at the first write, and a losing
-    // speculative insert of a new stream row writes before it waits, so wait first: this lock
-    // writes nothing. Per stream (a hash collision only serialises two streams), never global.
-    await sql`select pg_advisory_xact_lock(hashtextextended(${streamId}, 0))`.execute(trx);
-    await trx
-      .insertInto('stream')
-      .values({ stream_id: streamId, stream_type: streamType, version: 0, head_hash: GENESIS_HASH })
-      .onConflict((oc) => oc.column('stream_id').doNothing())
-      .execute();
-    // The row lock serialises appends to this stream only.
-    const stream = await trx
-      .selectFrom('stream')
-      .select(['version', 'head_hash'])
-      .where('stream_id', '=', streamId)
-      .forUpdate()
-      .executeTakeFirstOrThrow();
-
-    // Checked under the lock, so an earlier identical append that just committed is seen.
-    const original = await this.originalResult(trx, streamId, events);
-    if (original) return original;
-
-    const actual = stream.version;
-    if (!versionMatches(expected, actual)) {
+    const outcome = await this.db.transaction().execute(async (trx) => {
+      await sql`select pg_advisory_xact_lock(hashtextextended(${streamId}, 0))`.execute(trx);
+      const row = await trx
+        .selectFrom('stream')
+        .select(['version', 'head_hash'])
+        .where('stream_id', '=', streamId)
+        .executeTakeFirst();
+      const head = row ? { version: row.version, hash: row.head_hash } : { version: 0, hash: GENESIS_HASH };
+      if (!versionMatches(expected, head.version)) return { outcome: 'moved' as const, head };
+      return this.tryAppend(trx, streamId, streamType, events, head);
+    });
+    if (outcome.outcome === 'seen') {
+      const original = await this.originalResult(this.db, streamId, events);
+      if (original) return original;
+      throw new Error(`append_events reported recorded event ids that cannot be found (${streamId})`);
+    }
+    this.heads.remember(streamId, outcome.head);
+    if (outcome.outcome === 'moved') {
+      const actual = outcome.head.version;
       throw new ConcurrencyConflict(streamId, expected, actual === 0 ? 'no_stream' : actual);
     }
+    this.wakeSequencer();
+    return { streamVersion: outcome.head.version, eventIds: events.map((e) => e.eventId), duplicate: false };
+  }
 
+  /** The head to hash against before asking the database: exact for a new stream, else cached. */
+  private guessHead(streamId: string, expected: ExpectedVersion): StreamHead {
+    if (expected === 'no_stream') return { version: 0, hash: GENESIS_HASH };
+    const cached = this.heads.get(streamId);
+    if (cached && (typeof expected !== 'number' || cached.version === expected)) return cached;
+    // Unknown: a head no stream has, so the first call only reads the actual one.
+    return { version: -1, hash: GENESIS_HASH };
+  }
+
+  private async tryAppend(
+    db: Kysely<Database>,
+    streamId: string,
+    streamType: string,
+    events: PreparedEvent[],
+    head: StreamHead,
+  ): Promise<{ outcome: 'appended' | 'moved'; head: StreamHead } | { outcome: 'seen' }> {
     const recordedAt = new Date().toISOString();
-    let prevHash = stream.head_hash;
+    let prevHash = head.hash;
     const rows = events.map((e, i) => {
-      const streamVersion = actual + i + 1;
-      const hash = eventHash(prevHash, { ...e, streamId, streamVersion, recordedAt });
+      const hash = eventHash(prevHash, { ...e, streamId, streamVersion: head.version + i + 1, recordedAt });
       const row = {
         event_id: e.eventId,
-        stream_id: streamId,
-        stream_version: streamVersion,
         type: e.type,
         schema_version: e.schemaVersion,
-        data: JSON.stringify(e.data),
-        metadata: JSON.stringify(e.metadata),
-        recorded_at: recordedAt,
+        data: e.data,
+        metadata: e.metadata,
         prev_hash: prevHash,
         hash,
       };
       prevHash = hash;
       return row;
     });
-    await trx.insertInto('event').values(rows).execute();
-    const streamVersion = actual + events.length;
-    await trx
-      .updateTable('stream')
-      .set({ version: streamVersion, head_hash: prevHash, updated_at: new Date(recordedAt) })
-      .where('stream_id', '=', streamId)
-      .execute();
-    return { streamVersion, eventIds: events.map((e) => e.eventId), duplicate: false };
+    const { rows: result } = await sql<{ outcome: string; version: number | null; head_hash: string | null }>`
+      select outcome, version, head_hash
+      from append_events(${streamId}, ${streamType}, ${head.version}, ${head.hash}, ${recordedAt},
+                         ${JSON.stringify(rows)}::jsonb)`.execute(db);
+    const row = result[0];
+    if (row?.outcome === 'seen') return { outcome: 'seen' };
+    if (
+      (row?.outcome === 'appended' || row?.outcome === 'moved') &&
+      row.version !== null &&
+      row.head_hash !== null
+    ) {
+      return { outcome: row.outcome, head: { version: Number(row.version), hash: row.head_hash } };
+    }
+    throw new Error(`append_events answered ${JSON.stringify(row)}`);
   }
 
   /**
@@ -219,6 +305,11 @@ export class EventStore {
     if (options.fromVersion !== undefined) query = query.where('stream_version', '>=', options.fromVersion);
     if (options.toVersion !== undefined) query = query.where('stream_version', '<=', options.toVersion);
     const rows = await query.orderBy('stream_version').execute();
+    const last = rows.at(-1);
+    // A whole stream read ends at its head (as of the read): the next append's best guess.
+    if (last && options.fromVersion === undefined && options.toVersion === undefined) {
+      this.heads.remember(streamId, { version: last.stream_version, hash: last.hash });
+    }
     return rows.map(toStoredEvent);
   }
 

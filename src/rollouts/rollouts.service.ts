@@ -93,20 +93,26 @@ export class RolloutsService {
     const id = ctx.idempotencyKey
       ? derivedUuid('rollout', ctx.principal.id, ctx.idempotencyKey)
       : randomUUID();
-    return this.execute(id, { type: 'PlanRollout', rolloutId: id, plan }, ctx);
+    // A fresh random id names no stream yet: no need to read it before the first attempt.
+    return this.write(id, { type: 'PlanRollout', rolloutId: id, plan }, ctx, !ctx.idempotencyKey);
   }
 
   execute(id: string, command: RolloutCommand, ctx: WriteContext): Promise<WriteResult> {
     return this.write(id, command, ctx);
   }
 
-  private async write(id: string, command: RolloutCommand, ctx: WriteContext): Promise<WriteResult> {
+  private async write(
+    id: string,
+    command: RolloutCommand,
+    ctx: WriteContext,
+    knownNew = false,
+  ): Promise<WriteResult> {
     const streamId = rolloutStreamId(id);
     const eventId =
       ctx.eventId ??
       (ctx.idempotencyKey ? derivedUuid('event', ctx.principal.id, ctx.idempotencyKey) : undefined);
     for (let attempt = 1; ; attempt++) {
-      const state = await this.load(id);
+      const state = knownNew && attempt === 1 ? foldRollout(id, []) : await this.load(id);
       // Looked for after the load, never before: an original that committed before the load is
       // found here, one that commits later is found by the append (under the stream lock). Looked
       // for before the load, an original committing in between made the retry decide on a state

@@ -281,6 +281,44 @@ describe('readStream', () => {
   });
 });
 
+describe('appends hashed against a guessed head', () => {
+  // Each EventStore remembers the heads it has read or written, to append in one round trip.
+  // Another replica's appends make that memory stale; the database must catch it every time.
+  it('stay correct when another store appended meanwhile, under every expected version', async () => {
+    const other = new EventStore(tdb.handle);
+    const s = newStream();
+    await store.append(s, [event(1)], { expectedVersion: 'no_stream' });
+    await other.append(s, [event(2)], { expectedVersion: 1 }); // `other` has never seen s
+    // `store` still believes s is at 1: a stale exact version is refused with the actual one…
+    expect(await rejectionOf(store.append(s, [event('stale')], { expectedVersion: 1 }))).toMatchObject({
+      code: 'ConcurrencyConflict',
+      actual: 2,
+    });
+    // …and the right version, `exists` and `any` all append after other's event.
+    await other.append(s, [event(3)], { expectedVersion: 2 });
+    expect((await store.append(s, [event(4)], { expectedVersion: 3 })).streamVersion).toBe(4);
+    await other.append(s, [event(5)], { expectedVersion: 'any' });
+    expect((await store.append(s, [event(6)], { expectedVersion: 'exists' })).streamVersion).toBe(6);
+    await other.append(s, [event(7)], { expectedVersion: 'any' });
+    expect((await store.append(s, [event(8)], { expectedVersion: 'any' })).streamVersion).toBe(8);
+    const events = await expectIntactStream(s, 8);
+    expect(events.map((e) => e.data)).toEqual([1, 2, 3, 4, 5, 6, 7, 8].map((step) => ({ step })));
+  });
+
+  it('write nothing when the guess is wrong and the precondition fails', async () => {
+    const other = new EventStore(tdb.handle);
+    const s = newStream();
+    await store.append(s, [event(1)]);
+    await other.append(s, [event(2)], { expectedVersion: 1 });
+    const before = await eventRows(s);
+    expect(await rejectionOf(store.append(s, [event(3), event(4)], { expectedVersion: 1 }))).toBeInstanceOf(
+      ConcurrencyConflict,
+    );
+    expect(await eventRows(s)).toBe(before);
+    expect(await streamRow(s)).toMatchObject({ version: 2 });
+  });
+});
+
 describe('per-stream hash chain', () => {
   it('links each event to the previous one in its stream, starting from 64 zeros, stream by stream', async () => {
     const a = newStream();
