@@ -20,6 +20,17 @@ export class ProjectionsRepository {
     return this.db.transaction().execute(work);
   }
 
+  /** A version's checkpoint, unlocked (undefined when the version is gone). */
+  async checkpoint(name: string, version: number): Promise<number | undefined> {
+    const row = await this.db
+      .selectFrom('projection_checkpoint')
+      .select('position')
+      .where('name', '=', name)
+      .where('version', '=', version)
+      .executeTakeFirst();
+    return row?.position;
+  }
+
   /** Locks a version's checkpoint row for this transaction and returns its position. */
   async lockCheckpoint(
     trx: Transaction<Database>,

@@ -19,7 +19,8 @@ import { ProjectionsRepository } from './projections.repository.js';
 
 /** Advisory lock key of the projection runner ("upgrade-ledger projections"). */
 export const PROJECTIONS_LOCK_KEY = ADVISORY_LOCKS.projections;
-const BATCH = 1000;
+/** Entries per transaction: small enough that the sequencer is never held back for long. */
+const BATCH = 250;
 
 /**
  * Runs every projector from the ledger: one runner at a time across replicas (advisory lock),
@@ -112,17 +113,28 @@ export class ProjectionsService implements OnApplicationBootstrap, OnModuleDestr
     return applied;
   }
 
-  private catchUp(projector: Projector, version: number): Promise<number> {
-    return this.repo.transaction(async (trx) => {
-      const position = await this.repo.lockCheckpoint(trx, projector.name, version);
+  /**
+   * Applies the next batch to one version. The entries are read before the transaction, which
+   * then only locks the checkpoint, applies and moves it: a write transaction holds back
+   * `pg_snapshot_xmin`, and with it the sequencer, for as long as it is open, so it must not also
+   * wait for a read. If another runner (a `drain` in tests) moved the checkpoint meanwhile, read
+   * again from where it now is.
+   */
+  private async catchUp(projector: Projector, version: number): Promise<number> {
+    for (;;) {
+      const position = await this.repo.checkpoint(projector.name, version);
       if (position === undefined) return 0;
-      const entries = await this.ledger.read(position, BATCH, trx);
+      const entries = await this.ledger.read(position, BATCH);
       const last = entries.at(-1);
       if (!last) return 0;
-      await projector.apply(trx, projector.tableFor(version), entries);
-      await this.repo.moveCheckpoint(trx, projector.name, version, last.position);
-      return entries.length;
-    });
+      const applied = await this.repo.transaction(async (trx) => {
+        if ((await this.repo.lockCheckpoint(trx, projector.name, version)) !== position) return undefined;
+        await projector.apply(trx, projector.tableFor(version), entries);
+        await this.repo.moveCheckpoint(trx, projector.name, version, last.position);
+        return entries.length;
+      });
+      if (applied !== undefined) return applied;
+    }
   }
 
   private async run(): Promise<void> {
