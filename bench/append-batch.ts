@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { peerChild, singleAppendScript } from './append-single.js';
+import { appendFunctionScript, peerChild } from './append-single.js';
 import { intArg, listArg } from './lib/args.js';
 import { dropDatabase, recreateDatabase, serverVersion } from './lib/pg.js';
 import { pgbench } from './lib/pgbench.js';
@@ -31,7 +31,7 @@ export async function appendBatch(args: Map<string, string>): Promise<void> {
   await recreateDatabase(peer);
   const sample = rolloutEvents(rolloutTemplates(), 0, randomUUID()).events[0];
   if (!sample) throw new Error('no sample event');
-  const script = singleAppendScript(sample.data, sample.metadata, batch);
+  const script = appendFunctionScript(sample.data, sample.metadata, batch);
 
   const rows: Row[] = [];
   for (const c of levels) {
@@ -46,7 +46,7 @@ export async function appendBatch(args: Map<string, string>): Promise<void> {
         value: store.eventsPerSec,
         unit: 'events/s',
         better: 'higher',
-        baseline: { label: `pgbench, same transaction with ${batch} rows`, value: base.tps * batch },
+        baseline: { label: `pgbench, same SQL: append_events with ${batch} events`, value: base.tps * batch },
         command: cmd,
         note: `baseline: ${base.command}`,
       },
@@ -80,7 +80,7 @@ export async function appendBatch(args: Map<string, string>): Promise<void> {
   publish(NAME, started, pgVersion, { seconds, batch, concurrency: levels.join(','), poolMax }, rows, [
     'no HTTP route appends many events in one transaction: POST /api/v1/ingest/cloudevents in batch mode runs one append per CloudEvent. So this figure is in-process (EventStore.append from a child process, pool of the same size as the service), not over HTTP',
     'no sequencer runs here: this is the append path alone (JS validation, JCS + SHA-256 per event, the SQL)',
-    'the same event payload (the first scenario’s RolloutPlanned) in all three; pgbench with the same statements (-M simple: its extended mode allows at most 255 variables per statement)',
+    'the same event payload (the first scenario’s RolloutPlanned) in all three; pgbench runs the same SQL, one append_events call with the 100 events (-M simple: its extended mode allows at most 255 variables per statement)',
     'the machine has 2 cores shared with Postgres and other users: compare ratios, not absolute figures',
   ]);
   if (!args.has('keep')) for (const db of [ours, raw, peer]) await dropDatabase(db);

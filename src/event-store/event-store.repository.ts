@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, Optional } from '@nestjs/common';
 import { type Kysely, sql } from 'kysely';
 import {
   ConcurrencyConflict,
@@ -12,6 +12,7 @@ import { DATABASE } from '../database/database.module.js';
 import { isUniqueViolation } from '../database/pg-errors.js';
 import type { Database, EventRow, Json } from '../database/schema.js';
 import { canonicalJson, eventHash, GENESIS_HASH } from '../ledger/hashing.js';
+import { AppendSignal } from './append-signal.js';
 import type {
   AppendOptions,
   AppendResult,
@@ -79,17 +80,22 @@ export class EventStore {
   private notifyAgain = false;
   private readonly heads = new HeadCache();
 
-  constructor(@Inject(DATABASE) handle: DatabaseHandle) {
+  constructor(
+    @Inject(DATABASE) handle: DatabaseHandle,
+    @Optional() private readonly signal?: AppendSignal,
+  ) {
     this.db = handle.db;
   }
 
   /**
-   * Wakes the sequencer (on whichever replica leads) after a commit. Not inside the append's
+   * Wakes the sequencer after a commit: directly when it leads in this process, else by NOTIFY
+   * to whichever replica leads. Not inside the append's
    * transaction: a NOTIFY there takes Postgres's database-wide notify lock through the commit and
    * its fsync, which would make concurrent appends commit one at a time. Coalesced: at most one
    * in flight per process. Only a wake-up call: the sequencer's polling is the truth.
    */
   private wakeSequencer(): void {
+    if (this.signal?.wakeLocal()) return;
     if (this.notifying) {
       this.notifyAgain = true;
       return;

@@ -11,6 +11,7 @@ import { Waker } from '../common/waker.js';
 import { APP_CONFIG, type AppConfig } from '../config/config.js';
 import type { DatabaseHandle, DedicatedSession } from '../database/database.js';
 import { DATABASE } from '../database/database.module.js';
+import { AppendSignal } from '../event-store/append-signal.js';
 import { EVENTS_CHANNEL } from '../event-store/event-store.repository.js';
 import { MetricsService } from '../metrics/metrics.service.js';
 import { checkpointPayload } from './hashing.js';
@@ -60,6 +61,7 @@ export class SequencerService implements OnApplicationBootstrap, OnModuleDestroy
     @Inject(SIGNING_KEY) private readonly key: SigningKey,
     private readonly ledger: LedgerRepository,
     private readonly metrics: MetricsService,
+    private readonly appends: AppendSignal,
   ) {}
 
   get isLeader(): boolean {
@@ -114,7 +116,11 @@ export class SequencerService implements OnApplicationBootstrap, OnModuleDestroy
         const lost = session.lost;
         if (!this.leader) {
           this.leader = await session.tryAdvisoryLock(SEQUENCER_LOCK_KEY);
-          if (this.leader) this.logger.log('leading: this instance sequences the ledger');
+          if (this.leader) {
+            this.logger.log('leading: this instance sequences the ledger');
+            // Appends in this process now wake us directly, without a NOTIFY each.
+            this.appends.attach(() => this.waker.poke());
+          }
         }
         this.metrics.sequencerLeader.set(this.leader ? 1 : 0);
         if (this.leader) {
@@ -128,6 +134,7 @@ export class SequencerService implements OnApplicationBootstrap, OnModuleDestroy
         this.logger.warn(`sequencer paused: ${err instanceof Error ? err.message : String(err)}`);
         // Give up leadership with the session; whoever holds the lock next resumes from the cursor.
         this.leader = false;
+        this.appends.detach();
         this.metrics.sequencerLeader.set(0);
         await session?.close();
         session = undefined;
@@ -139,6 +146,7 @@ export class SequencerService implements OnApplicationBootstrap, OnModuleDestroy
     }
     if (this.leader) await session?.advisoryUnlock(SEQUENCER_LOCK_KEY).catch(() => {});
     this.leader = false;
+    this.appends.detach();
     await session?.close();
     await unlisten?.().catch(() => {});
   }
