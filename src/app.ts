@@ -8,6 +8,7 @@ import { configureHttpSecurity } from './auth/http-security.js';
 import { createPinoLogger, PinoNestLogger } from './common/logger.js';
 import { setupOpenApi } from './common/openapi.js';
 import { ProblemFilter } from './common/problem.filter.js';
+import { isBlank, parseJsonStrictly } from './common/strict-json.js';
 import { SchemaValidationPipe } from './common/validation.pipe.js';
 import { MetricsService } from './metrics/metrics.service.js';
 import { VERSION } from './version.js';
@@ -28,6 +29,16 @@ export async function createApp(options: CreateAppOptions): Promise<NestFastifyA
   const adapter = new FastifyAdapter({
     loggerInstance: logger,
     bodyLimit: config.bodyLimitBytes,
+    // A request must arrive whole in this time (408 otherwise), or a client dribbling its body
+    // (slowloris) holds a connection for ever. Node only looks for late requests every
+    // connectionsCheckingInterval (30 s by default), so it looks often enough to honour it; and
+    // when headersTimeout (60 s by default) exceeds requestTimeout, Node swaps the two, so a slow
+    // body would get 60 s: the headers' limit is never longer than the whole request's.
+    requestTimeout: config.requestTimeoutMs,
+    http: {
+      connectionsCheckingInterval: Math.min(1000, config.requestTimeoutMs),
+      headersTimeout: Math.min(60_000, config.requestTimeoutMs),
+    },
     // A caller's request id is kept when it is sane, so logs join up across services.
     genReqId: (req: { headers: Record<string, string | string[] | undefined> }) => {
       const given = req.headers['x-request-id'];
@@ -50,16 +61,20 @@ export async function createApp(options: CreateAppOptions): Promise<NestFastifyA
   const metrics = app.get(MetricsService);
   const fastify = app.getHttpAdapter().getInstance();
   // JSON as Fastify parses it (prototype and constructor poisoning refused), except that an empty
-  // body is no body: `curl -X POST -H 'Content-Type: application/json' …/start` must work.
+  // body is no body: `curl -X POST -H 'Content-Type: application/json' …/start` must work; and
+  // what JSON.parse would read one way silently is a 400 naming the field: a duplicate key (it
+  // keeps the last), bytes that are not UTF-8 (decoding makes them U+FFFD). So: bytes, not text.
   const parseJson = fastify.getDefaultJsonParser('error', 'error');
   fastify.removeContentTypeParser('application/json');
-  fastify.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
-    const text = typeof body === 'string' ? body : body.toString('utf8');
-    if (text.trim() === '') {
+  // Fastify also reads text/plain by default: a route without a body schema then ignored the
+  // body and acted (DELETE /api-keys/:id with a text/plain body revoked the key). JSON only.
+  fastify.removeContentTypeParser('text/plain');
+  fastify.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) => {
+    if (isBlank(body)) {
       done(null, undefined);
       return;
     }
-    parseJson(request, text, done);
+    parseJsonStrictly(parseJson, request, body, done);
   });
   // Forms, for the console's sign-in and buttons only: the API speaks JSON and answers 415 to them.
   fastify.addContentTypeParser(

@@ -161,6 +161,11 @@ export const configSchema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   SHUTDOWN_TIMEOUT_MS: intFromEnv(10_000, 0, 600_000),
   BODY_LIMIT_BYTES: intFromEnv(1_048_576, 1024, 64 * 1_048_576),
+  /**
+   * Time allowed to receive a whole request, headers and body: a client that sends slower
+   * (slowloris) gets a 408 and its connection closed, instead of holding it open for ever.
+   */
+  REQUEST_TIMEOUT_MS: intFromEnv(30_000, 100, 3_600_000),
   /** Requests per key (or per client IP without a valid key) in each window. */
   RATE_LIMIT_MAX: intFromEnv(6000, 1, 10_000_000),
   RATE_LIMIT_WINDOW_MS: intFromEnv(60_000, 1000, 86_400_000),
@@ -235,6 +240,8 @@ export interface AppConfig {
   logLevel: z.infer<typeof configSchema>['LOG_LEVEL'];
   shutdownTimeoutMs: number;
   bodyLimitBytes: number;
+  /** Time allowed to receive a whole request (Node's `server.requestTimeout`). */
+  requestTimeoutMs: number;
   rateLimit: { max: number; windowMs: number };
   /** Origins CORS allows; undefined means CORS is off. */
   corsOrigins: string[] | undefined;
@@ -292,6 +299,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     logLevel: c.LOG_LEVEL,
     shutdownTimeoutMs: c.SHUTDOWN_TIMEOUT_MS,
     bodyLimitBytes: c.BODY_LIMIT_BYTES,
+    requestTimeoutMs: c.REQUEST_TIMEOUT_MS,
     rateLimit: { max: c.RATE_LIMIT_MAX, windowMs: c.RATE_LIMIT_WINDOW_MS },
     corsOrigins: c.CORS_ORIGINS,
     snapshots: {

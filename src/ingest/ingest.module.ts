@@ -1,6 +1,7 @@
 import { Module, type OnModuleInit } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
 import type { FastifyInstance } from 'fastify';
+import { isBlank, parseJsonStrictly } from '../common/strict-json.js';
 import { EventStoreModule } from '../event-store/event-store.module.js';
 import { RolloutsModule } from '../rollouts/rollouts.module.js';
 import { BATCH_TYPE, STRUCTURED_TYPE } from './cdevents/cloudevent.js';
@@ -26,17 +27,17 @@ export function addCloudEventsParsers(fastify: FastifyInstance): void {
   const parseJson = fastify.getDefaultJsonParser('error', 'error');
   for (const type of [STRUCTURED_TYPE, BATCH_TYPE]) {
     if (fastify.hasContentTypeParser(type)) continue;
-    fastify.addContentTypeParser(type, { parseAs: 'string' }, (request, body, done) => {
+    // Bytes, not text: bytes that are not UTF-8 are a 400, not silently U+FFFD (as for JSON).
+    fastify.addContentTypeParser(type, { parseAs: 'buffer' }, (request, body, done) => {
       if (request.routeOptions?.url !== CLOUDEVENTS_ROUTE) {
         done(unsupported(type), undefined);
         return;
       }
-      const text = typeof body === 'string' ? body : body.toString('utf8');
-      if (text.trim() === '') {
+      if (isBlank(body)) {
         done(null, undefined);
         return;
       }
-      parseJson(request, text, done);
+      parseJsonStrictly(parseJson, request, body, done);
     });
   }
 }
