@@ -17,18 +17,22 @@ export function isUniqueViolation(err: unknown, constraint?: string): boolean {
   return constraint === undefined || (err as PgErrorFields).constraint === constraint;
 }
 
-/** Connection-class failures: the database is down or restarting, so the request may be retried. */
+/**
+ * Connection-class failures: the database is down, restarting or out of connections (53300, as
+ * when many replicas reconnect at once after a restart), so the request may be retried.
+ */
 export function isConnectionFailure(err: unknown): boolean {
-  const state = sqlState(err);
-  if (state) return state.startsWith('08') || state === '57P01' || state === '57P02' || state === '57P03';
   const code = (err as { code?: unknown } | null)?.code;
-  if (
-    typeof code === 'string' &&
-    ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND'].includes(code)
-  ) {
-    return true;
-  }
+  // Socket errors first: EPIPE has the shape of a SQLSTATE.
+  if (typeof code === 'string' && SOCKET_ERRORS.has(code)) return true;
+  const state = sqlState(err);
+  if (state) return state.startsWith('08') || ['57P01', '57P02', '57P03', '53300'].includes(state);
   const message = err instanceof Error ? err.message : '';
-  // node-postgres reports these without a code.
-  return /Connection terminated|connection timeout|Client has encountered a connection error/i.test(message);
+  // node-postgres and pg-pool report these without a code (the last: no connection free or
+  // reachable within connectionTimeoutMillis).
+  return /Connection terminated|connection timeout|Client has encountered a connection error|timeout exceeded when trying to connect/i.test(
+    message,
+  );
 }
+
+const SOCKET_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND']);
