@@ -22,7 +22,11 @@ export interface DedicatedSession {
 export interface DatabaseHandle {
   readonly kind: 'postgres' | 'pglite';
   readonly db: Kysely<Database>;
-  /** Subscribes to a NOTIFY channel. Returns the unsubscribe function. */
+  /**
+   * Subscribes to a NOTIFY channel: `onNotify` runs on each notification, and also when the
+   * subscription is lost and when it is taken again (it is renewed until unsubscribed). Fails if
+   * the first subscription cannot be taken. Returns the unsubscribe function.
+   */
   listen(channel: string, onNotify: () => void): Promise<() => Promise<void>>;
   openSession(): Promise<DedicatedSession>;
   close(): Promise<void>;
@@ -39,7 +43,7 @@ const pgTypes = {
 };
 
 export function createPgPool(url: string, max: number): pg.Pool {
-  return new pg.Pool({
+  const pool = new pg.Pool({
     connectionString: url,
     max,
     types: pgTypes,
@@ -47,6 +51,14 @@ export function createPgPool(url: string, max: number): pg.Pool {
     idleTimeoutMillis: 30_000,
     application_name: 'upgrade-ledger',
   });
+  // A checked-out client (a transaction between two statements) whose server goes away emits
+  // 'error' on itself, and pg-pool only listens while the client is idle: unheard, that event
+  // kills the process. The next statement on it fails with a connection error instead (a 503),
+  // and the pool discards the client when it is released.
+  pool.on('connect', (client) => {
+    client.on('error', () => {});
+  });
+  return pool;
 }
 
 async function openPostgres(url: string, poolMax: number): Promise<DatabaseHandle> {
@@ -74,14 +86,65 @@ async function openPostgres(url: string, poolMax: number): Promise<DatabaseHandl
     kind: 'postgres',
     db,
     async listen(channel, onNotify) {
-      const { client, lost } = await connectClient();
-      client.on('notification', (msg) => {
-        if (msg.channel === channel) onNotify();
-      });
-      await client.query(`listen ${pg.escapeIdentifier(channel)}`);
-      void lost.then(() => onNotify());
+      let closed = false;
+      let current: pg.Client | undefined;
+      let cancelWait: (() => void) | undefined;
+      const subscribe = async () => {
+        const { client, lost } = await connectClient();
+        client.on('notification', (msg) => {
+          if (msg.channel === channel) onNotify();
+        });
+        try {
+          await client.query(`listen ${pg.escapeIdentifier(channel)}`);
+        } catch (err) {
+          await client.end().catch(() => {});
+          throw err;
+        }
+        current = client;
+        // Wrapped: an async function returning the promise itself would wait for the loss.
+        return { lost };
+      };
+      const pause = (ms: number) =>
+        new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, ms);
+          timer.unref();
+          cancelWait = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+      // A lost subscription (the server restarted) is taken again, with a backoff, until
+      // unsubscribed. Each loss and each return is a wake-up: notifications sent while nobody
+      // listened are gone, so the listener must look for itself.
+      const keep = async (lost: Promise<Error>) => {
+        for (let delay = 100; ; ) {
+          await lost;
+          current = undefined;
+          if (closed) return;
+          onNotify();
+          for (;;) {
+            await pause(delay);
+            if (closed) return;
+            try {
+              ({ lost } = await subscribe());
+              delay = 100;
+              break;
+            } catch {
+              delay = Math.min(delay * 2, 5_000);
+            }
+          }
+          if (closed) {
+            await (current as pg.Client | undefined)?.end().catch(() => {});
+            return;
+          }
+          onNotify();
+        }
+      };
+      void keep((await subscribe()).lost);
       return async () => {
-        await client.end().catch(() => {});
+        closed = true;
+        cancelWait?.();
+        await current?.end().catch(() => {});
       };
     },
     async openSession() {

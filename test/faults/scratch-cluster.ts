@@ -24,6 +24,13 @@ export interface ScratchCluster {
   /** Runs one of the cluster's binaries (pg_restore, createdb …) as the cluster's owner. */
   bin(name: string, args: string[]): Promise<{ stdout: string; stderr: string }>;
   stop(): Promise<void>;
+  /**
+   * Stops the server as an operator would (`pg_ctl stop -m fast`: sessions are ended, no new
+   * connection is accepted), keeping its data directory and port for `startServer`.
+   */
+  stopServer(): Promise<void>;
+  /** Starts the server again on the same data directory and port (after `stopServer`). */
+  startServer(): Promise<void>;
 }
 
 async function freePort(): Promise<number> {
@@ -64,6 +71,19 @@ export async function startScratchCluster(major: number): Promise<ScratchCluster
   const data = path.join(root, 'data');
   const port = await freePort();
   let started = false;
+  const startServer = () =>
+    bin('pg_ctl', [
+      '-D',
+      data,
+      '-l',
+      path.join(root, 'server.log'),
+      '-o',
+      `-p ${port} -k ${root} -c listen_addresses=127.0.0.1 -c fsync=off`,
+      '-w',
+      '-t',
+      '120',
+      'start',
+    ]);
   const stop = async () => {
     if (started) await bin('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop']).catch(() => {});
     started = false;
@@ -82,18 +102,7 @@ export async function startScratchCluster(major: number): Promise<ScratchCluster
       '--no-sync',
     ]);
     started = true;
-    await bin('pg_ctl', [
-      '-D',
-      data,
-      '-l',
-      path.join(root, 'server.log'),
-      '-o',
-      `-p ${port} -k ${root} -c listen_addresses=127.0.0.1 -c fsync=off`,
-      '-w',
-      '-t',
-      '120',
-      'start',
-    ]);
+    await startServer();
   } catch (err) {
     await stop();
     throw err;
@@ -104,6 +113,12 @@ export async function startScratchCluster(major: number): Promise<ScratchCluster
     url: (database) => `postgres://postgres@127.0.0.1:${port}/${database}`,
     bin: (name, args) => bin(name, ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', ...args]),
     stop,
+    async stopServer() {
+      await bin('pg_ctl', ['-D', data, '-m', 'fast', '-w', '-t', '120', 'stop']);
+    },
+    async startServer() {
+      await startServer();
+    },
   };
 }
 
@@ -134,4 +149,83 @@ export async function sweepScratchClusters(alive: (pid: number) => boolean): Pro
     }
     await rm(root, { recursive: true, force: true });
   }
+}
+
+/**
+ * A physical backup of `source` (`pg_basebackup -X stream`, as its owner), started as a cluster
+ * of its own on another port: what a restore from a base backup gives. The backup holds
+ * everything committed before it ended, and the source's transaction counter.
+ */
+export async function startClusterFromBaseBackup(
+  source: ScratchCluster,
+  major: number,
+): Promise<ScratchCluster> {
+  const dir = await binDir(major);
+  const run = process.env.UPGRADE_LEDGER_TEST_RUN ?? String(process.pid);
+  const root = await mkdtemp(path.join(tmpdir(), `${CLUSTER_PREFIX}${run}-`));
+  const asRoot = process.getuid?.() === 0;
+  if (asRoot) {
+    const uid = Number((await exec('id', ['-u', 'postgres'])).stdout.trim());
+    const gid = Number((await exec('id', ['-g', 'postgres'])).stdout.trim());
+    await chown(root, uid, gid);
+  }
+  const bin = (name: string, args: string[]) =>
+    asRoot
+      ? exec('runuser', ['-u', 'postgres', '--', path.join(dir, name), ...args], { cwd: root })
+      : exec(path.join(dir, name), args, { cwd: root });
+  const data = path.join(root, 'data');
+  let started = false;
+  const stop = async () => {
+    if (started) await bin('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop']).catch(() => {});
+    started = false;
+    await rm(root, { recursive: true, force: true });
+  };
+  const port = await freePort();
+  const startServer = () =>
+    bin('pg_ctl', [
+      '-D',
+      data,
+      '-l',
+      path.join(root, 'server.log'),
+      '-o',
+      `-p ${port} -k ${root} -c listen_addresses=127.0.0.1 -c fsync=off`,
+      '-w',
+      '-t',
+      '120',
+      'start',
+    ]);
+  try {
+    await bin('pg_basebackup', [
+      '-h',
+      '127.0.0.1',
+      '-p',
+      String(source.port),
+      '-U',
+      'postgres',
+      '-D',
+      data,
+      '-X',
+      'stream',
+      '--checkpoint=fast',
+      '--no-sync',
+    ]);
+    started = true;
+    await startServer();
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return {
+    port,
+    root,
+    url: (database) => `postgres://postgres@127.0.0.1:${port}/${database}`,
+    bin: (name, args) => bin(name, ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', ...args]),
+    stop,
+    async stopServer() {
+      await bin('pg_ctl', ['-D', data, '-m', 'fast', '-w', '-t', '120', 'stop']);
+    },
+    async startServer() {
+      await startServer();
+    },
+  };
 }

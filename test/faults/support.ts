@@ -323,3 +323,91 @@ export interface LedgerTotals {
   head: number;
   unsequenced: number;
 }
+
+/** What one request under a fault got: its status (or why there was none) and its Retry-After. */
+export interface Answer {
+  /** The HTTP status, or `hung` (no answer within the client's timeout), or `error` (no HTTP answer). */
+  status: number | 'hung' | 'error';
+  id?: string;
+  retryAfter?: string | null;
+  detail?: string;
+}
+
+/** Fetches with a client-side deadline: a request that gets no answer within it is `hung`. */
+async function answerOf(
+  url: string,
+  init: RequestInit,
+  timeoutMs: number,
+): Promise<{ answer: Answer; text: string }> {
+  try {
+    const res = await fetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) });
+    const text = await res.text();
+    return { answer: { status: res.status, retryAfter: res.headers.get('retry-after') }, text };
+  } catch (err) {
+    const name = (err as { name?: string } | null)?.name;
+    const hung = name === 'TimeoutError' || name === 'AbortError';
+    return {
+      answer: { status: hung ? 'hung' : 'error', detail: err instanceof Error ? err.message : String(err) },
+      text: '',
+    };
+  }
+}
+
+/**
+ * Records one rollout, as createRollout does, but never waits longer than `timeoutMs` for the
+ * answer and keeps what a client under a fault needs to see: the status and the Retry-After.
+ */
+export async function postRollout(
+  base: string,
+  title: string,
+  timeoutMs: number,
+  token = TOKEN,
+): Promise<Answer> {
+  const { answer, text } = await answerOf(
+    `${base}/api/v1/rollouts`,
+    {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
+      body: planBody(title),
+    },
+    timeoutMs,
+  );
+  if (answer.status === 201) answer.id = (JSON.parse(text) as { id: string }).id;
+  else if (typeof answer.status === 'number') answer.detail = text.slice(0, 300);
+  return answer;
+}
+
+/** GET with a client-side deadline (a health probe, say); the status, or `hung` / `error`. */
+export async function probe(base: string, url: string, timeoutMs: number): Promise<Answer> {
+  return (await answerOf(`${base}${url}`, { headers: AUTH }, timeoutMs)).answer;
+}
+
+/** Every rollout id the list (the rollout-summary read model) serves, page by page. */
+export async function listedRolloutIds(base: string, environment = 'fault-suite'): Promise<Set<string>> {
+  const ids = new Set<string>();
+  let cursor: string | null = null;
+  for (;;) {
+    const q = new URLSearchParams({ environment, limit: '200' });
+    if (cursor) q.set('cursor', cursor);
+    const page = await getJson<{ items: { id: string }[]; next: string | null }>(
+      base,
+      `/api/v1/rollouts?${q.toString()}`,
+    );
+    for (const item of page.items) ids.add(item.id);
+    if (page.next === null) return ids;
+    cursor = page.next;
+  }
+}
+
+/** Creates a stored API key (looked up in the database, unlike ADMIN_TOKEN); returns the key. */
+export async function createApiKey(base: string, role: 'engineer' | 'auditor' | 'admin'): Promise<string> {
+  const res = await fetch(`${base}/api/v1/api-keys`, {
+    method: 'POST',
+    headers: { ...AUTH, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ role, name: `fault-${role}-${randomBytes(3).toString('hex')}` }),
+  });
+  const text = await res.text();
+  if (res.status !== 201)
+    throw new Error(`POST /api/v1/api-keys answered ${res.status}: ${text.slice(0, 500)}`);
+  return (JSON.parse(text) as { key: string }).key;
+}
