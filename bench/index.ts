@@ -6,6 +6,7 @@ import { parseArgs } from './lib/args.js';
 import { emmettAppends } from './lib/emmett.js';
 import { rawExport, rawReport } from './lib/raw-readers.js';
 import { storeAppends } from './lib/store-appends.js';
+import { query } from './query.js';
 import { reportExport } from './report-export.js';
 import { sequencer } from './sequencer.js';
 
@@ -15,6 +16,7 @@ const SCRIPTS: Record<string, (args: Map<string, string>) => Promise<void>> = {
   'append-batch': appendBatch,
   sequencer,
   'cold-start': coldStart,
+  query,
 };
 
 /** Internal: raw baselines run as child processes by the scripts. */
