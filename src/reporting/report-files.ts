@@ -2,7 +2,6 @@ import type { FastifyReply } from 'fastify';
 import { canonicalJson } from '../ledger/hashing.js';
 import type { PeriodReport } from './period-report.js';
 import { periodReportHtml, rolloutReportHtml } from './render/report-html.js';
-import { periodReportPdf, rolloutReportPdf } from './render/report-pdf.js';
 import type { ReportFormat } from './reports.service.js';
 import { periodReportCsv, rolloutReportCsv } from './rollout-report.csv.js';
 import type { RolloutReport } from './rollout-report.js';
@@ -46,7 +45,7 @@ export function rolloutReportFile(report: RolloutReport, format: ReportFormat): 
     json: () => canonicalJson(report),
     csv: () => rolloutReportCsv(report),
     html: () => rolloutReportHtml(report),
-    pdf: () => rolloutReportPdf(report),
+    pdf: async () => (await pdfRenderer()).rolloutReportPdf(report),
   });
 }
 
@@ -56,7 +55,7 @@ export function periodReportFile(report: PeriodReport, format: ReportFormat): Pr
     json: () => canonicalJson(report),
     csv: () => periodReportCsv(report),
     html: () => periodReportHtml(report),
-    pdf: () => periodReportPdf(report),
+    pdf: async () => (await pdfRenderer()).periodReportPdf(report),
   });
 }
 
@@ -77,4 +76,12 @@ export function sendReportFile(reply: FastifyReply, f: ReportFile): string | Buf
     .header('Cache-Control', 'no-store')
     .header('Vary', 'Accept');
   return f.body;
+}
+
+/**
+ * The PDF renderer, loaded on the first PDF asked for: pdfkit and its font tables take a good
+ * part of a second to import, which every start would pay for a format few requests use.
+ */
+function pdfRenderer(): Promise<typeof import('./render/report-pdf.js')> {
+  return import('./render/report-pdf.js');
 }
