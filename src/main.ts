@@ -1,8 +1,7 @@
 import 'reflect-metadata';
-import { createApp } from './app.js';
 import { createPinoLogger } from './common/logger.js';
 import { ConfigError, loadConfig } from './config/config.js';
-import { RestoredDatabaseError } from './ledger/sequencer.service.js';
+import { preopenPGlite } from './database/preopen.js';
 
 async function main(): Promise<void> {
   let config: ReturnType<typeof loadConfig>;
@@ -16,6 +15,13 @@ async function main(): Promise<void> {
     throw err;
   }
   const logger = createPinoLogger(config.logLevel);
+  // The embedded database opens while the application's modules load (see preopen.ts): the
+  // modules are imported only now, after it has started.
+  if (config.database.kind === 'pglite') preopenPGlite(config.database.dataDir);
+  const [{ createApp }, { RestoredDatabaseError }] = await Promise.all([
+    import('./app.js'),
+    import('./ledger/sequencer.service.js'),
+  ]);
   try {
     const app = await createApp({ config, logger });
     // SIGTERM/SIGINT: stop taking requests, let in-flight ones finish, then close the database.

@@ -1,10 +1,10 @@
 import { mkdir } from 'node:fs/promises';
-import path from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import type { AppConfig } from '../config/config.js';
 import { PGliteDialect } from './pglite-driver.js';
+import { pgliteDir, takePreopened } from './preopen.js';
 import type { Database } from './schema.js';
 
 /**
@@ -174,8 +174,9 @@ async function openPostgres(url: string, poolMax: number): Promise<DatabaseHandl
 
 async function openPGlite(dataDir: string | undefined, instance?: PGlite): Promise<DatabaseHandle> {
   let pglite = instance;
+  if (!pglite && dataDir) pglite = await takePreopened(dataDir);
   if (!pglite) {
-    const dir = dataDir ? path.resolve(dataDir, 'pgdata') : undefined;
+    const dir = dataDir ? pgliteDir(dataDir) : undefined;
     if (dir) await mkdir(dir, { recursive: true });
     pglite = await PGlite.create(dir ?? 'memory://');
   }
