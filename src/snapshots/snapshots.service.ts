@@ -495,9 +495,15 @@ export class SnapshotsService implements OnApplicationBootstrap, OnModuleDestroy
         surfaces,
         versions: null,
       };
-      await this.record(snapshot, `abandoned: ${abandoned}`);
-      await this.repo.completeTick(tick.target, tick.tickAt, 'abandoned');
-      this.logger.warn(`recorded the abandoned tick ${tickAt} of ${tick.target} as failed`);
+      // Refused when the replica recorded the tick itself and died before completing its claim
+      // (e.g. while evaluating drift): its event stays, and the claim says so.
+      const recorded = await this.record(snapshot, `abandoned: ${abandoned}`);
+      await this.repo.completeTick(tick.target, tick.tickAt, recorded ? 'abandoned' : 'recorded');
+      if (recorded) this.logger.warn(`recorded the abandoned tick ${tickAt} of ${tick.target} as failed`);
+      else
+        this.logger.log(
+          `the open claim of ${tick.target} at ${tickAt} was recorded by ${tick.claimedBy}: closed it`,
+        );
     }
   }
 }
