@@ -20,6 +20,7 @@ import type {
   ReadStreamOptions,
   StoredEvent,
 } from './event-store.types.js';
+import { callAppendEvents, GroupCommitter } from './group-commit.js';
 import { assertStorableJson } from './storable-json.js';
 
 /** NOTIFY channel that wakes the sequencer when events commit. */
@@ -79,12 +80,19 @@ export class EventStore {
   private notifying = false;
   private notifyAgain = false;
   private readonly heads = new HeadCache();
+  private readonly committer: GroupCommitter;
 
   constructor(
     @Inject(DATABASE) handle: DatabaseHandle,
     @Optional() private readonly signal?: AppendSignal,
   ) {
     this.db = handle.db;
+    this.committer = new GroupCommitter(this.db);
+  }
+
+  /** Group-commit counters: calls to the database and the appends they carried. */
+  get commitStats(): Readonly<GroupCommitter['stats']> {
+    return this.committer.stats;
   }
 
   /**
@@ -242,11 +250,16 @@ export class EventStore {
       prevHash = hash;
       return row;
     });
-    const { rows: result } = await sql<{ outcome: string; version: number | null; head_hash: string | null }>`
-      select outcome, version, head_hash
-      from append_events(${streamId}, ${streamType}, ${head.version}, ${head.hash}, ${recordedAt},
-                         ${JSON.stringify(rows)}::jsonb)`.execute(db);
-    const row = result[0];
+    const call = {
+      streamId,
+      streamType,
+      expectedVersion: head.version,
+      expectedHead: head.hash,
+      recordedAt,
+      events: rows,
+    };
+    // On the pool, concurrent appends share a call and a commit; in a transaction, alone.
+    const row = db === this.db ? await this.committer.append(call) : await callAppendEvents(db, call);
     if (row?.outcome === 'seen') return { outcome: 'seen' };
     if (
       (row?.outcome === 'appended' || row?.outcome === 'moved') &&

@@ -12,6 +12,7 @@ import { sqlState } from '../../src/database/pg-errors.js';
 import type { Json } from '../../src/database/schema.js';
 import { EventStore } from '../../src/event-store/event-store.repository.js';
 import type { NewEvent, StoredEvent } from '../../src/event-store/event-store.types.js';
+import { GroupCommitter } from '../../src/event-store/group-commit.js';
 import { canonicalJson, checkpointPayload, eventHash, GENESIS_HASH } from '../../src/ledger/hashing.js';
 import { LedgerRepository } from '../../src/ledger/ledger.repository.js';
 import { createTestDatabase, onPostgres, type TestDatabase } from '../support/database.js';
@@ -316,6 +317,113 @@ describe('appends hashed against a guessed head', () => {
     );
     expect(await eventRows(s)).toBe(before);
     expect(await streamRow(s)).toMatchObject({ version: 2 });
+  });
+});
+
+describe('group commit', () => {
+  it('commits concurrent appends to different streams together, each with its own chain', async () => {
+    const fresh = new EventStore(tdb.handle);
+    const streams = Array.from({ length: 40 }, () => newStream('group'));
+    const results = await Promise.all(
+      streams.map((s, i) => fresh.append(s, [event(i), event(i + 100)], { expectedVersion: 'no_stream' })),
+    );
+    expect(results.map((r) => r.streamVersion)).toEqual(streams.map(() => 2));
+    // Fewer calls than appends: some went to the database together, in one transaction.
+    expect(fresh.commitStats.appends).toBe(40);
+    expect(fresh.commitStats.calls).toBeLessThan(40);
+    const { rows } = await sql<{ transactions: number }>`
+      select count(distinct tx_id)::int as transactions from event where stream_id in (${sql.join(streams)})`.execute(
+      tdb.handle.db,
+    );
+    expect(rows[0]?.transactions).toBeLessThan(40);
+    for (const s of streams) await expectIntactStream(s, 2);
+  });
+
+  it('retries each append alone when a call carrying several fails, so one bad append fails alone', async () => {
+    const committer = new GroupCommitter(tdb.handle.db);
+    // Hashed as EventStore would, so the stored chains stay valid for the tests after this one.
+    const call = (streamId: string, eventId: string) => {
+      const recordedAt = new Date().toISOString();
+      const e = {
+        eventId,
+        streamId,
+        streamVersion: 1,
+        type: 'T',
+        schemaVersion: 1,
+        data: {},
+        metadata: {},
+        recordedAt,
+      };
+      return {
+        streamId,
+        streamType: 'group',
+        expectedVersion: 0,
+        expectedHead: GENESIS_HASH,
+        recordedAt,
+        events: [
+          {
+            event_id: eventId,
+            type: e.type,
+            schema_version: 1,
+            data: {},
+            metadata: {},
+            prev_hash: GENESIS_HASH,
+            hash: eventHash(GENESIS_HASH, e),
+          },
+        ],
+      };
+    };
+    // Sent together: the first four go out alone, the other six wait and go as one call, which
+    // fails on the last one's id (not a UUID: what EventStore.prepare would never send).
+    const streams = Array.from({ length: 10 }, () => newStream('group'));
+    const outcomes = await Promise.allSettled(
+      streams.map((s, i) => committer.append(call(s, i === 9 ? 'not-a-uuid' : randomUUID()))),
+    );
+    expect(outcomes.slice(0, 9).map((o) => o.status === 'fulfilled' && o.value.outcome)).toEqual(
+      Array(9).fill('appended'),
+    );
+    expect(sqlState((outcomes[9] as PromiseRejectedResult).reason)).toBe('22P02');
+    expect(committer.stats).toMatchObject({ appends: 10, batchFallbacks: 1 });
+    expect(await eventRows(streams[9])).toBe(0);
+  });
+
+  it('keeps each append to its own outcome when appends committed together conflict', async () => {
+    const fresh = new EventStore(tdb.handle);
+    const existing = newStream();
+    await fresh.append(existing, [event(1)]);
+    const shared = randomUUID();
+    const calls: { stream: string; e: NewEvent; expected: ExpectedVersion }[] = [
+      ...Array.from({ length: 8 }, (_, i) => ({
+        stream: newStream('group'),
+        e: event(i),
+        expected: 'no_stream' as ExpectedVersion,
+      })),
+      { stream: existing, e: event('stale'), expected: 0 }, // moved: a conflict at 1
+      { stream: newStream('group'), e: event('a', { eventId: shared }), expected: 'no_stream' },
+      { stream: newStream('group'), e: event('b', { eventId: shared }), expected: 'no_stream' },
+    ];
+    const outcomes = await Promise.allSettled(
+      calls.map((c) => fresh.append(c.stream, [c.e], { expectedVersion: c.expected })),
+    );
+    expect(outcomes.slice(0, 8).every((o) => o.status === 'fulfilled')).toBe(true);
+    expect(outcomes[8]).toMatchObject({
+      status: 'rejected',
+      reason: { code: 'ConcurrencyConflict', actual: 1 },
+    });
+    // The same event id in two new streams: exactly one has it, the other is refused.
+    const pair = outcomes.slice(9);
+    expect(pair.filter((o) => o.status === 'fulfilled')).toHaveLength(1);
+    expect(pair.find((o) => o.status === 'rejected')).toMatchObject({
+      reason: expect.any(IdempotencyConflict),
+    });
+    const holders = await tdb.handle.db
+      .selectFrom('event')
+      .select('stream_id')
+      .where('event_id', '=', shared)
+      .execute();
+    expect(holders).toHaveLength(1);
+    for (const c of calls.slice(0, 8)) await expectIntactStream(c.stream, 1);
+    await expectIntactStream(existing, 1);
   });
 });
 

@@ -1,0 +1,144 @@
+import { type Kysely, sql } from 'kysely';
+import { isConnectionFailure } from '../database/pg-errors.js';
+import type { Database } from '../database/schema.js';
+
+/** One `append_events` call: a stream, the head its events were hashed against, the events. */
+export interface AppendCall {
+  streamId: string;
+  streamType: string;
+  expectedVersion: number;
+  expectedHead: string;
+  recordedAt: string;
+  events: unknown[];
+}
+
+export interface AppendCallResult {
+  outcome: string;
+  version: number | null;
+  head_hash: string | null;
+}
+
+/** One plain `append_events` call on `db` (a pool, or the transaction of a locked append). */
+export async function callAppendEvents(db: Kysely<Database>, c: AppendCall): Promise<AppendCallResult> {
+  const { rows } = await sql<AppendCallResult>`
+    select outcome, version, head_hash
+    from append_events(${c.streamId}, ${c.streamType}, ${c.expectedVersion}, ${c.expectedHead},
+                       ${c.recordedAt}, ${JSON.stringify(c.events)}::jsonb)`.execute(db);
+  const row = rows[0];
+  if (!row) throw new Error('append_events answered nothing');
+  return row;
+}
+
+interface Waiting {
+  call: AppendCall;
+  resolve: (result: AppendCallResult) => void;
+  reject: (err: unknown) => void;
+}
+
+/** Calls in flight at once; more wait and go together in the next call. */
+const MAX_IN_FLIGHT = 4;
+/** Appends in one call at most. */
+const MAX_BATCH = 64;
+
+/**
+ * Group commit. While `MAX_IN_FLIGHT` calls are out, further appends queue, and the next free
+ * slot sends everything queued (one append per stream; a second one for the same stream waits for
+ * the next call) as one `append_events_batch`: one round trip and one commit for all of them.
+ * A lone append goes out at once, as a plain `append_events`, so an idle service adds no latency.
+ *
+ * Each append keeps its own outcome (appended, moved, seen). Should the batch fail as a whole
+ * (an event id reused in another stream meanwhile, a deadlock with an older replica), each of its
+ * appends is tried again alone, so one bad append never fails the others; a lost connection fails
+ * them all, as it would have anyway.
+ */
+export class GroupCommitter {
+  private readonly queue: Waiting[] = [];
+  private inFlight = 0;
+  /** Calls sent and appends they carried (for tests and metrics). */
+  readonly stats = { calls: 0, appends: 0, batchFallbacks: 0 };
+
+  constructor(private readonly db: Kysely<Database>) {}
+
+  append(call: AppendCall): Promise<AppendCallResult> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ call, resolve, reject });
+      this.pump();
+    });
+  }
+
+  private pump(): void {
+    while (this.inFlight < MAX_IN_FLIGHT && this.queue.length > 0) {
+      const batch = this.take();
+      this.inFlight++;
+      void this.send(batch).finally(() => {
+        this.inFlight--;
+        this.pump();
+      });
+    }
+  }
+
+  /** The oldest queued appends, at most one per stream. */
+  private take(): Waiting[] {
+    const batch: Waiting[] = [];
+    const streams = new Set<string>();
+    for (let i = 0; i < this.queue.length && batch.length < MAX_BATCH; ) {
+      const w = this.queue[i] as Waiting;
+      if (streams.has(w.call.streamId)) {
+        i++;
+        continue;
+      }
+      streams.add(w.call.streamId);
+      batch.push(w);
+      this.queue.splice(i, 1);
+    }
+    return batch;
+  }
+
+  private async send(batch: Waiting[]): Promise<void> {
+    this.stats.calls++;
+    this.stats.appends += batch.length;
+    if (batch.length === 1) {
+      const only = batch[0] as Waiting;
+      await this.single(only.call).then(only.resolve, only.reject);
+      return;
+    }
+    let results: AppendCallResult[];
+    try {
+      results = await this.many(batch.map((w) => w.call));
+    } catch (err) {
+      if (isConnectionFailure(err)) {
+        for (const w of batch) w.reject(err);
+        return;
+      }
+      this.stats.batchFallbacks++;
+      await Promise.all(batch.map((w) => this.single(w.call).then(w.resolve, w.reject)));
+      return;
+    }
+    batch.forEach((w, i) => {
+      const r = results[i];
+      if (r) w.resolve(r);
+      else w.reject(new Error(`append_events_batch gave no outcome for append ${i + 1}`));
+    });
+  }
+
+  private single(c: AppendCall): Promise<AppendCallResult> {
+    return callAppendEvents(this.db, c);
+  }
+
+  private async many(calls: AppendCall[]): Promise<AppendCallResult[]> {
+    const payload = calls.map((c) => ({
+      stream_id: c.streamId,
+      stream_type: c.streamType,
+      expected_version: c.expectedVersion,
+      expected_head: c.expectedHead,
+      recorded_at: c.recordedAt,
+      events: c.events,
+    }));
+    const { rows } = await sql<AppendCallResult & { n: number }>`
+      select n, outcome, version, head_hash
+      from append_events_batch(${JSON.stringify(payload)}::jsonb)`.execute(this.db);
+    const byIndex: AppendCallResult[] = [];
+    for (const row of rows) byIndex[Number(row.n) - 1] = row;
+    return byIndex;
+  }
+}
