@@ -1,9 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
-import { RequestMethod } from '@nestjs/common';
-import { METHOD_METADATA, PATH_METADATA } from '@nestjs/common/constants.js';
-import { ModulesContainer } from '@nestjs/core';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { READ_ROLES, ROLES, ROLES_KEY, type Role } from '../../src/auth/principal.js';
@@ -12,6 +9,7 @@ import { MAX_JSON_DEPTH } from '../../src/common/strict-json.js';
 import { APP_CONFIG, type AppConfig, loadConfig } from '../../src/config/config.js';
 import { AUTH, settleLedger, startTestApp, type TestApp } from '../support/app.js';
 import { bearer, createKey } from '../support/auth.js';
+import { controllerRoutes } from '../support/controller-routes.js';
 import { plan as PLAN } from '../support/rollout-events.js';
 
 // Hostile clients. Every route the server answers is read from Fastify's own route table (and
@@ -118,32 +116,14 @@ function fastifyRoutes(t: TestApp): { method: string; path: string }[] {
 /** Each controller handler's method, path (Fastify style), @Public and @Roles, from Nest's metadata. */
 function nestHandlers(t: TestApp): Map<string, { isPublic: boolean; roles: readonly Role[] }> {
   const out = new Map<string, { isPublic: boolean; roles: readonly Role[] }>();
-  for (const module of t.app.get(ModulesContainer).values()) {
-    for (const wrapper of module.controllers.values()) {
-      const type = wrapper.metatype as (new (...args: never[]) => unknown) | null;
-      if (!type) continue;
-      const base = String(Reflect.getMetadata(PATH_METADATA, type) ?? '');
-      for (const name of Object.getOwnPropertyNames(type.prototype)) {
-        const handler = (type.prototype as Record<string, unknown>)[name];
-        if (name === 'constructor' || typeof handler !== 'function') continue;
-        const sub: unknown = Reflect.getMetadata(PATH_METADATA, handler);
-        if (sub === undefined) continue;
-        const method = RequestMethod[Reflect.getMetadata(METHOD_METADATA, handler) as RequestMethod];
-        // As Nest's Reflector.getAllAndOverride: the handler's, else the controller's.
-        const meta = <T>(key: string): T | undefined =>
-          Reflect.getMetadata(key, handler) ?? Reflect.getMetadata(key, type);
-        for (const one of Array.isArray(sub) ? sub : [sub]) {
-          const path = `/${[base, String(one)]
-            .flatMap((p) => p.split('/'))
-            .filter(Boolean)
-            .join('/')}`;
-          out.set(`${method} ${path}`, {
-            isPublic: meta<boolean>(IS_PUBLIC) === true,
-            roles: meta<Role[]>(ROLES_KEY) ?? READ_ROLES,
-          });
-        }
-      }
-    }
+  for (const { method, path, type, handler } of controllerRoutes(t)) {
+    // As Nest's Reflector.getAllAndOverride: the handler's, else the controller's.
+    const meta = <T>(key: string): T | undefined =>
+      Reflect.getMetadata(key, handler) ?? Reflect.getMetadata(key, type);
+    out.set(`${method} ${path}`, {
+      isPublic: meta<boolean>(IS_PUBLIC) === true,
+      roles: meta<Role[]>(ROLES_KEY) ?? READ_ROLES,
+    });
   }
   return out;
 }

@@ -1,7 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { RequestMethod } from '@nestjs/common';
-import { METHOD_METADATA, PATH_METADATA, SSE_METADATA } from '@nestjs/common/constants.js';
-import { ModulesContainer } from '@nestjs/core';
+import { SSE_METADATA } from '@nestjs/common/constants.js';
 import { sql } from 'kysely';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,6 +7,7 @@ import type { Role } from '../../src/auth/principal.js';
 import { type SamplePlatform, startSamplePlatform } from '../fixtures/sample-platform.js';
 import { ADMIN_TOKEN, AUTH, startTestApp, type TestApp } from '../support/app.js';
 import { bearer, createKey } from '../support/auth.js';
+import { controllerRoutes } from '../support/controller-routes.js';
 
 // Role matrix: every endpoint × every caller (no key, and a stored key of each role). The table
 // below is the expected policy, written out by hand; the first tests prove it lists every route
@@ -644,30 +643,12 @@ describe('the expectation table covers every route', () => {
 
   it("lists every handler of every Nest controller, documented or not (from Nest's own metadata)", () => {
     const routes: string[] = [];
-    for (const module of t.app.get(ModulesContainer).values()) {
-      for (const wrapper of module.controllers.values()) {
-        const type = wrapper.metatype as (new (...args: never[]) => unknown) | null;
-        if (!type) continue;
-        const base = String(Reflect.getMetadata(PATH_METADATA, type) ?? '');
-        for (const name of Object.getOwnPropertyNames(type.prototype)) {
-          const handler = (type.prototype as Record<string, unknown>)[name];
-          if (name === 'constructor' || typeof handler !== 'function') continue;
-          const sub: unknown = Reflect.getMetadata(PATH_METADATA, handler);
-          if (sub === undefined) continue;
-          const method = RequestMethod[Reflect.getMetadata(METHOD_METADATA, handler) as RequestMethod];
-          for (const one of Array.isArray(sub) ? sub : [sub]) {
-            const path = `/${[base, String(one)]
-              .flatMap((p) => p.split('/'))
-              .filter(Boolean)
-              .map((seg) => seg.replace(/^:(.+)$/, '{$1}'))
-              .join('/')}`;
-            routes.push(opKey(method, path));
-            if (Reflect.getMetadata(SSE_METADATA, handler)) {
-              const listed = TABLE.find((c) => opKey(c.method, c.route) === opKey(method, path));
-              expect(listed?.sse, `${path} is a stream: mark it sse`).toBe(true);
-            }
-          }
-        }
+    for (const { method, path, handler } of controllerRoutes(t)) {
+      const route = path.replace(/\/:([^/]+)/g, '/{$1}');
+      routes.push(opKey(method, route));
+      if (Reflect.getMetadata(SSE_METADATA, handler)) {
+        const listed = TABLE.find((c) => opKey(c.method, c.route) === opKey(method, route));
+        expect(listed?.sse, `${route} is a stream: mark it sse`).toBe(true);
       }
     }
     expect(routes.length).toBeGreaterThan(20);

@@ -11,7 +11,7 @@ import { eventually } from '../support/wait.js';
 import { binDir, type ScratchCluster, startScratchCluster } from './scratch-cluster.js';
 import {
   createPostgresDatabase,
-  createRollout,
+  createRollouts,
   DEADLINE_MS,
   kill,
   LEDGER_TOTALS_SQL,
@@ -55,16 +55,6 @@ async function sequencedRollouts(base: string, ids: readonly string[]): Promise<
     },
     { deadlineMs: DEADLINE_MS, intervalMs: 200 },
   );
-}
-
-async function createRollouts(base: string, n: number, tag: string): Promise<string[]> {
-  const ids: string[] = [];
-  for (let i = 0; i < n; i++) {
-    const r = await createRollout(base, `${tag} ${i}`);
-    expect(r.status).toBe(201);
-    ids.push(r.id!);
-  }
-  return ids;
 }
 
 interface Xid {

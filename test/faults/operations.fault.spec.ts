@@ -11,7 +11,7 @@ import { eventually } from '../support/wait.js';
 import { type ScratchCluster, startClusterFromBaseBackup, startScratchCluster } from './scratch-cluster.js';
 import {
   createPostgresDatabase,
-  createRollout,
+  createRollouts,
   DEADLINE_MS,
   getJson,
   head,
@@ -40,16 +40,6 @@ const AUTH = { Authorization: `Bearer ${TOKEN}` };
 interface Checkpoint {
   position: number;
   keyId: string;
-}
-
-async function createRollouts(base: string, n: number, tag: string): Promise<string[]> {
-  const ids: string[] = [];
-  for (let i = 0; i < n; i++) {
-    const r = await createRollout(base, `${tag} ${i}`);
-    expect(r.status).toBe(201);
-    ids.push(r.id!);
-  }
-  return ids;
 }
 
 /** The whole ledger once every one of these rollouts is in it. */

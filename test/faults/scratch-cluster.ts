@@ -52,20 +52,25 @@ export async function binDir(major: number): Promise<string> {
   return dir;
 }
 
-export async function startScratchCluster(major: number): Promise<ScratchCluster> {
+/**
+ * A cluster in a new directory of its own, on a free port: `populate` fills its data directory
+ * (initdb, or a base backup), then it is started. Stopped and removed by `stop`.
+ */
+async function scratchCluster(
+  major: number,
+  populate: (bin: ClusterBin, data: string) => Promise<unknown>,
+): Promise<ScratchCluster> {
   const dir = await binDir(major);
   const run = process.env.UPGRADE_LEDGER_TEST_RUN ?? String(process.pid);
   const root = await mkdtemp(path.join(tmpdir(), `${CLUSTER_PREFIX}${run}-`));
   const asRoot = process.getuid?.() === 0;
-  let owner: { uid: number; gid: number } | undefined;
   if (asRoot) {
     const uid = Number((await exec('id', ['-u', 'postgres'])).stdout.trim());
     const gid = Number((await exec('id', ['-g', 'postgres'])).stdout.trim());
-    owner = { uid, gid };
     await chown(root, uid, gid);
   }
-  const bin = (name: string, args: string[]) =>
-    owner
+  const bin: ClusterBin = (name, args) =>
+    asRoot
       ? exec('runuser', ['-u', 'postgres', '--', path.join(dir, name), ...args], { cwd: root })
       : exec(path.join(dir, name), args, { cwd: root });
   const data = path.join(root, 'data');
@@ -90,17 +95,7 @@ export async function startScratchCluster(major: number): Promise<ScratchCluster
     await rm(root, { recursive: true, force: true });
   };
   try {
-    await bin('initdb', [
-      '-D',
-      data,
-      '-U',
-      'postgres',
-      '--auth=trust',
-      '-E',
-      'UTF8',
-      '--locale=C',
-      '--no-sync',
-    ]);
+    await populate(bin, data);
     started = true;
     await startServer();
   } catch (err) {
@@ -120,6 +115,14 @@ export async function startScratchCluster(major: number): Promise<ScratchCluster
       await startServer();
     },
   };
+}
+
+type ClusterBin = (name: string, args: string[]) => Promise<{ stdout: string; stderr: string }>;
+
+export function startScratchCluster(major: number): Promise<ScratchCluster> {
+  return scratchCluster(major, (bin, data) =>
+    bin('initdb', ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C', '--no-sync']),
+  );
 }
 
 /**
@@ -156,46 +159,9 @@ export async function sweepScratchClusters(alive: (pid: number) => boolean): Pro
  * of its own on another port: what a restore from a base backup gives. The backup holds
  * everything committed before it ended, and the source's transaction counter.
  */
-export async function startClusterFromBaseBackup(
-  source: ScratchCluster,
-  major: number,
-): Promise<ScratchCluster> {
-  const dir = await binDir(major);
-  const run = process.env.UPGRADE_LEDGER_TEST_RUN ?? String(process.pid);
-  const root = await mkdtemp(path.join(tmpdir(), `${CLUSTER_PREFIX}${run}-`));
-  const asRoot = process.getuid?.() === 0;
-  if (asRoot) {
-    const uid = Number((await exec('id', ['-u', 'postgres'])).stdout.trim());
-    const gid = Number((await exec('id', ['-g', 'postgres'])).stdout.trim());
-    await chown(root, uid, gid);
-  }
-  const bin = (name: string, args: string[]) =>
-    asRoot
-      ? exec('runuser', ['-u', 'postgres', '--', path.join(dir, name), ...args], { cwd: root })
-      : exec(path.join(dir, name), args, { cwd: root });
-  const data = path.join(root, 'data');
-  let started = false;
-  const stop = async () => {
-    if (started) await bin('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop']).catch(() => {});
-    started = false;
-    await rm(root, { recursive: true, force: true });
-  };
-  const port = await freePort();
-  const startServer = () =>
-    bin('pg_ctl', [
-      '-D',
-      data,
-      '-l',
-      path.join(root, 'server.log'),
-      '-o',
-      `-p ${port} -k ${root} -c listen_addresses=127.0.0.1 -c fsync=off`,
-      '-w',
-      '-t',
-      '120',
-      'start',
-    ]);
-  try {
-    await bin('pg_basebackup', [
+export function startClusterFromBaseBackup(source: ScratchCluster, major: number): Promise<ScratchCluster> {
+  return scratchCluster(major, (bin, data) =>
+    bin('pg_basebackup', [
       '-h',
       '127.0.0.1',
       '-p',
@@ -208,24 +174,6 @@ export async function startClusterFromBaseBackup(
       'stream',
       '--checkpoint=fast',
       '--no-sync',
-    ]);
-    started = true;
-    await startServer();
-  } catch (err) {
-    await stop();
-    throw err;
-  }
-  return {
-    port,
-    root,
-    url: (database) => `postgres://postgres@127.0.0.1:${port}/${database}`,
-    bin: (name, args) => bin(name, ['-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', ...args]),
-    stop,
-    async stopServer() {
-      await bin('pg_ctl', ['-D', data, '-m', 'fast', '-w', '-t', '120', 'stop']);
-    },
-    async startServer() {
-      await startServer();
-    },
-  };
+    ]),
+  );
 }

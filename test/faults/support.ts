@@ -176,6 +176,17 @@ export async function createRollout(base: string, title: string): Promise<{ stat
   return { status: res.status, id: (JSON.parse(text) as { id: string }).id };
 }
 
+/** Records `n` rollouts one after another; each must be answered 201. Their ids, in order. */
+export async function createRollouts(base: string, n: number, tag: string): Promise<string[]> {
+  const ids: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const r = await createRollout(base, `${tag} ${i}`);
+    if (r.status !== 201 || !r.id) throw new Error(`rollout "${tag} ${i}" was answered ${r.status}`);
+    ids.push(r.id);
+  }
+  return ids;
+}
+
 export interface LedgerEntry {
   position: number;
   eventId: string;
