@@ -1,10 +1,9 @@
-import { execFile, spawn } from 'node:child_process';
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { spawn } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { parse } from 'csv-parse/sync';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,6 +13,7 @@ import { GENESIS_HASH } from '../../src/ledger/hashing.js';
 import { describeOutcome, UsageError, verifyExportFile } from '../../src/ledger/offline-verify.js';
 import { AUTH, settleLedger, startTestApp, type TestApp } from '../support/app.js';
 import { bearer, createKey } from '../support/auth.js';
+import { buildServer } from '../support/build.js';
 
 /**
  * The ledger export and its offline verifier, end to end: export over HTTP, verify the file with
@@ -21,7 +21,7 @@ import { bearer, createKey } from '../support/auth.js';
  * then tamper with the file and see the verifier name the broken position.
  */
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const _ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const SEEDED = 2500; // more than one page (1000) of the exporter
 const NOTES = 40;
 
@@ -389,23 +389,7 @@ describe('ledger exports and the offline verifier', () => {
     let cwd: string;
 
     beforeAll(async () => {
-      buildDir = path.join(
-        ROOT,
-        'test-output',
-        `exports-build-${process.pid}-${randomBytes(4).toString('hex')}`,
-      );
-      await promisify(execFile)(
-        process.execPath,
-        [
-          path.join(ROOT, 'node_modules/typescript/bin/tsc'),
-          '-p',
-          path.join(ROOT, 'tsconfig.build.json'),
-          '--noCheck',
-          '--outDir',
-          buildDir,
-        ],
-        { cwd: ROOT },
-      );
+      buildDir = await buildServer('exports-build');
       cwd = await mkdtemp(path.join(tmpdir(), 'upgrade-ledger-cli-'));
     });
     afterAll(async () => {

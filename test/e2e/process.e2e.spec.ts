@@ -1,16 +1,16 @@
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { PGlite } from '@electric-sql/pglite';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { type DatabaseHandle, wrapPGlite } from '../../src/database/database.js';
 import { migrateToLatest } from '../../src/database/migrator.js';
 import { EventStore } from '../../src/event-store/event-store.repository.js';
+import { buildServer } from '../support/build.js';
 import { createTestDatabase, onPostgres, type TestDatabase } from '../support/database.js';
 import { eventually as poll } from '../support/wait.js';
 
@@ -134,20 +134,7 @@ async function seed(handle: DatabaseHandle, n: number): Promise<void> {
 }
 
 beforeAll(async () => {
-  buildDir = path.join(ROOT, 'test-output', `e2e-build-${process.pid}-${randomBytes(4).toString('hex')}`);
-  // The checks are the typecheck's job; this only emits, as `nest build` would.
-  await promisify(execFile)(
-    process.execPath,
-    [
-      path.join(ROOT, 'node_modules/typescript/bin/tsc'),
-      '-p',
-      path.join(ROOT, 'tsconfig.build.json'),
-      '--noCheck',
-      '--outDir',
-      buildDir,
-    ],
-    { cwd: ROOT },
-  );
+  buildDir = await buildServer('e2e-build');
 });
 afterAll(async () => {
   if (buildDir) await rm(buildDir, { recursive: true, force: true });

@@ -1,14 +1,12 @@
-import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import pg from 'pg';
+import { buildServer } from '../support/build.js';
 import { adminUrl, DB_PREFIX, ownerPid } from '../support/postgres.js';
 import { sweepScratchClusters } from './scratch-cluster.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const _ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 /**
  * Builds the server once for the whole fault suite, into a directory of this run's own (as
@@ -28,24 +26,7 @@ const alive = (pid: number) => {
 export async function setup(): Promise<() => Promise<void>> {
   process.env.UPGRADE_LEDGER_TEST_RUN = String(process.pid);
   await sweepScratchClusters(alive);
-  const buildDir = path.join(
-    ROOT,
-    'test-output',
-    `faults-build-${process.pid}-${randomBytes(4).toString('hex')}`,
-  );
-  // The checks are the typecheck's job; this only emits, as `nest build` would.
-  await promisify(execFile)(
-    process.execPath,
-    [
-      path.join(ROOT, 'node_modules/typescript/bin/tsc'),
-      '-p',
-      path.join(ROOT, 'tsconfig.build.json'),
-      '--noCheck',
-      '--outDir',
-      buildDir,
-    ],
-    { cwd: ROOT },
-  );
+  const buildDir = await buildServer('faults-build');
   process.env.UPGRADE_LEDGER_FAULTS_BUILD = buildDir;
 
   return async () => {

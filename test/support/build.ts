@@ -1,0 +1,30 @@
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+/**
+ * Builds the server with the project's own compiler settings (tsconfig.build.json, as `nest build`
+ * does) into `test-output/<label>-<pid>-<random>`, so that tests which start the real process never
+ * run from the shared dist/, which anyone may be rebuilding meanwhile. Returns the directory; the
+ * caller removes it. Only emits: the checks are the typecheck's job.
+ */
+export async function buildServer(label: string): Promise<string> {
+  const dir = path.join(ROOT, 'test-output', `${label}-${process.pid}-${randomBytes(4).toString('hex')}`);
+  await promisify(execFile)(
+    process.execPath,
+    [
+      path.join(ROOT, 'node_modules/typescript/bin/tsc'),
+      '-p',
+      path.join(ROOT, 'tsconfig.build.json'),
+      '--noCheck',
+      '--outDir',
+      dir,
+    ],
+    { cwd: ROOT },
+  );
+  return dir;
+}
