@@ -1,8 +1,8 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { type Kysely, sql, type Transaction } from 'kysely';
+import { type Kysely, type Selectable, sql, type Transaction } from 'kysely';
 import type { DatabaseHandle } from '../database/database.js';
 import { DATABASE } from '../database/database.module.js';
-import type { Database, Json } from '../database/schema.js';
+import type { Database, DriftReadTable, Json } from '../database/schema.js';
 import type { LedgerEntry } from '../ledger/ledger.types.js';
 import { ProjectionsRepository } from '../projections/projections.repository.js';
 import { DRIFT_STREAM_PREFIX, type SnapshotEvent } from './snapshot.events.js';
@@ -215,28 +215,8 @@ export class DriftRepository {
   }
 }
 
-function toRecord(r: {
-  drift_id: string;
-  target: string;
-  environment: string;
-  key: string;
-  kind: string;
-  product: string | null;
-  surface: string | null;
-  basis: string;
-  expected: string | null;
-  observed: string | null;
-  ledger_position: number | null;
-  snapshot_id: string;
-  tick_at: Date;
-  attribution: Json;
-  detected_at: Date;
-  detected_position: number;
-  resolved_at: Date | null;
-  resolved_position: number | null;
-  resolution: string | null;
-  resolved_snapshot_id: string | null;
-}): DriftRecord {
+/** A row of `drift_v<N>` as the API shows it. */
+function toRecord(r: Selectable<DriftReadTable>): DriftRecord {
   return {
     id: r.drift_id,
     target: r.target,
