@@ -150,11 +150,7 @@ export class EventStore {
             duplicate: false,
           };
         }
-        if (outcome.outcome === 'seen') {
-          const original = await this.originalResult(this.db, streamId, prepared);
-          if (original) return original;
-          throw new Error(`append_events reported recorded event ids that cannot be found (${streamId})`);
-        }
+        if (outcome.outcome === 'seen') return await this.seen(streamId, prepared);
         // The stream is not where we hashed against.
         const actual = outcome.head;
         this.heads.remember(streamId, actual);
@@ -204,11 +200,7 @@ export class EventStore {
       if (!versionMatches(expected, head.version)) return { outcome: 'moved' as const, head };
       return this.tryAppend(trx, streamId, streamType, events, head);
     });
-    if (outcome.outcome === 'seen') {
-      const original = await this.originalResult(this.db, streamId, events);
-      if (original) return original;
-      throw new Error(`append_events reported recorded event ids that cannot be found (${streamId})`);
-    }
+    if (outcome.outcome === 'seen') return this.seen(streamId, events);
     this.heads.remember(streamId, outcome.head);
     if (outcome.outcome === 'moved') {
       const actual = outcome.head.version;
@@ -269,6 +261,13 @@ export class EventStore {
       return { outcome: row.outcome, head: { version: Number(row.version), hash: row.head_hash } };
     }
     throw new Error(`append_events answered ${JSON.stringify(row)}`);
+  }
+
+  /** `append_events` found these ids recorded: the original result, or the conflict. */
+  private async seen(streamId: string, events: PreparedEvent[]): Promise<AppendResult> {
+    const original = await this.originalResult(this.db, streamId, events);
+    if (original) return original;
+    throw new Error(`append_events reported recorded event ids that cannot be found (${streamId})`);
   }
 
   /**
