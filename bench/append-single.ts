@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
+import { canonicalJson } from '../src/ledger/hashing.js';
 import { loadScenarios } from '../test/support/scenarios.js';
 import { intArg, listArg } from './lib/args.js';
 import { autocannon } from './lib/autocannon.js';
@@ -55,6 +56,14 @@ export function singleAppendScript(data: unknown, metadata: unknown, eventsPerTx
 }
 
 /**
+ * A string as a pgbench-safe SQL literal, byte for byte: an escape string whose colons are
+ * written `\x3a`, so pgbench sees no `:name` and Postgres reads the same text.
+ */
+export function pgbenchText(text: string): string {
+  return `E'${text.replaceAll('\\', '\\\\').replaceAll("'", "\\'").replaceAll(':', '\\x3a')}'`;
+}
+
+/**
  * What one `EventStore.append` runs now: one call of `append_events` (migration 000500) with the
  * events already hashed, in its own implicit transaction, as a pgbench script. The same payload
  * and a new stream per transaction.
@@ -64,7 +73,7 @@ export function appendFunctionScript(data: unknown, metadata: unknown, eventsPer
   const events = Array.from(
     { length: eventsPerTx },
     (_, i) =>
-      `jsonb_build_object('event_id', md5('e${i}-' || :client_id || '-' || :r)::uuid, 'type', 'RolloutPlanned', 'schema_version', 1, 'data', ${pgbenchJson(data)}::jsonb, 'metadata', ${pgbenchJson(metadata)}::jsonb, 'prev_hash', '${i === 0 ? GENESIS : HASH}', 'hash', '${HASH}')`,
+      `jsonb_build_object('event_id', md5('e${i}-' || :client_id || '-' || :r)::uuid, 'type', 'RolloutPlanned', 'schema_version', 1, 'data_jcs', ${pgbenchText(canonicalJson(data))}::text, 'metadata_jcs', ${pgbenchText(canonicalJson(metadata))}::text, 'prev_hash', '${i === 0 ? GENESIS : HASH}', 'hash', '${HASH}')`,
   ).join(', ');
   return [
     '\\set r random(1, 999999999999)',
@@ -81,6 +90,7 @@ export async function peerChild(
   seconds: number,
   batch: number,
   poolMax: number,
+  acks = false,
 ): Promise<PeerResult> {
   const args = [
     process.argv[1] as string,
@@ -90,6 +100,7 @@ export async function peerChild(
     String(seconds),
     String(batch),
     String(poolMax),
+    ...(acks ? ['1'] : []),
   ];
   const r = await run(process.execPath, args);
   if (r.code !== 0) throw new Error(`${kind} failed: ${r.stderr}`);

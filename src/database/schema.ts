@@ -31,6 +31,12 @@ export interface EventTable {
   tx_id: ImmutableDefault<string>;
   prev_hash: Immutable<string>;
   hash: Immutable<string>;
+  /**
+   * RFC 8785 text of `data`/`metadata` as hashed at append (migration 000700); null for events
+   * appended before it. Never part of the hash itself: a faster way to the same bytes.
+   */
+  data_jcs: ColumnType<string | null, string | null | undefined, never>;
+  metadata_jcs: ColumnType<string | null, string | null | undefined, never>;
 }
 
 export interface LedgerTable {

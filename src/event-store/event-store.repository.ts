@@ -11,7 +11,7 @@ import type { DatabaseHandle } from '../database/database.js';
 import { DATABASE } from '../database/database.module.js';
 import { isUniqueViolation } from '../database/pg-errors.js';
 import type { Database, EventRow, Json } from '../database/schema.js';
-import { canonicalJson, eventHash, GENESIS_HASH } from '../ledger/hashing.js';
+import { canonicalJson, eventHashFromText, GENESIS_HASH } from '../ledger/hashing.js';
 import { AppendSignal } from './append-signal.js';
 import type {
   AppendOptions,
@@ -41,6 +41,9 @@ interface PreparedEvent {
   schemaVersion: number;
   data: Json;
   metadata: { [key: string]: Json };
+  /** RFC 8785 text of `data` and `metadata`: hashed, and stored beside the jsonb. */
+  dataJcs: string;
+  metadataJcs: string;
 }
 
 interface StreamHead {
@@ -228,17 +231,23 @@ export class EventStore {
   ): Promise<{ outcome: 'appended' | 'moved'; head: StreamHead } | { outcome: 'seen' }> {
     const recordedAt = new Date().toISOString();
     let prevHash = head.hash;
+    const j = JSON.stringify;
+    // The JSON append_events reads, written directly: each payload goes as its canonical text,
+    // stored as it is (what the hash covers) and parsed once by the function for the jsonb column.
     const rows = events.map((e, i) => {
-      const hash = eventHash(prevHash, { ...e, streamId, streamVersion: head.version + i + 1, recordedAt });
-      const row = {
-        event_id: e.eventId,
+      const envelope = {
+        eventId: e.eventId,
+        streamId,
+        streamVersion: head.version + i + 1,
         type: e.type,
-        schema_version: e.schemaVersion,
-        data: e.data,
-        metadata: e.metadata,
-        prev_hash: prevHash,
-        hash,
+        schemaVersion: e.schemaVersion,
+        recordedAt,
       };
+      const hash = eventHashFromText(prevHash, envelope, e);
+      const row =
+        `{"event_id":${j(e.eventId)},"type":${j(e.type)},"schema_version":${j(e.schemaVersion)},` +
+        `"data_jcs":${j(e.dataJcs)},"metadata_jcs":${j(e.metadataJcs)},` +
+        `"prev_hash":${j(prevHash)},"hash":${j(hash)}}`;
       prevHash = hash;
       return row;
     });
@@ -248,7 +257,7 @@ export class EventStore {
       expectedVersion: head.version,
       expectedHead: head.hash,
       recordedAt,
-      events: rows,
+      eventsJson: `[${rows.join(',')}]`,
     };
     // On the pool, concurrent appends share a call and a commit; in a transaction, alone.
     const row = db === this.db ? await this.committer.append(call) : await callAppendEvents(db, call);
@@ -301,7 +310,7 @@ export class EventStore {
           r.stream_version === first.stream_version + i &&
           r.type === e.type &&
           r.schema_version === e.schemaVersion &&
-          canonicalJson(r.data) === canonicalJson(e.data)
+          canonicalJson(r.data) === e.dataJcs
         );
       });
     if (!sameAppend) {
@@ -427,7 +436,15 @@ export class EventStore {
       assertStorableJson(e.data, `${at}.data`);
       const metadata = e.metadata ?? {};
       assertStorableJson(metadata, `${at}.metadata`);
-      return { eventId, type: e.type, schemaVersion, data: e.data, metadata };
+      return {
+        eventId,
+        type: e.type,
+        schemaVersion,
+        data: e.data,
+        metadata,
+        dataJcs: canonicalJson(e.data),
+        metadataJcs: canonicalJson(metadata),
+      };
     });
   }
 }

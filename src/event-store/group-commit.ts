@@ -9,7 +9,11 @@ export interface AppendCall {
   expectedVersion: number;
   expectedHead: string;
   recordedAt: string;
-  events: unknown[];
+  /**
+   * The events as the JSON array text `append_events` takes. Text, not values: the caller writes
+   * each event's canonical data in place, so nothing walks the payloads again to send them.
+   */
+  eventsJson: string;
 }
 
 export interface AppendCallResult {
@@ -23,7 +27,7 @@ export async function callAppendEvents(db: Kysely<Database>, c: AppendCall): Pro
   const { rows } = await sql<AppendCallResult>`
     select outcome, version, head_hash
     from append_events(${c.streamId}, ${c.streamType}, ${c.expectedVersion}, ${c.expectedHead},
-                       ${c.recordedAt}, ${JSON.stringify(c.events)}::jsonb)`.execute(db);
+                       ${c.recordedAt}, ${c.eventsJson}::jsonb)`.execute(db);
   const row = rows[0];
   if (!row) throw new Error('append_events answered nothing');
   return row;
@@ -126,17 +130,16 @@ export class GroupCommitter {
   }
 
   private async many(calls: AppendCall[]): Promise<AppendCallResult[]> {
-    const payload = calls.map((c) => ({
-      stream_id: c.streamId,
-      stream_type: c.streamType,
-      expected_version: c.expectedVersion,
-      expected_head: c.expectedHead,
-      recorded_at: c.recordedAt,
-      events: c.events,
-    }));
+    const j = JSON.stringify;
+    const payload = calls.map(
+      (c) =>
+        `{"stream_id":${j(c.streamId)},"stream_type":${j(c.streamType)},` +
+        `"expected_version":${j(c.expectedVersion)},"expected_head":${j(c.expectedHead)},` +
+        `"recorded_at":${j(c.recordedAt)},"events":${c.eventsJson}}`,
+    );
     const { rows } = await sql<AppendCallResult & { n: number }>`
       select n, outcome, version, head_hash
-      from append_events_batch(${JSON.stringify(payload)}::jsonb)`.execute(this.db);
+      from append_events_batch(${`[${payload.join(',')}]`}::jsonb)`.execute(this.db);
     const byIndex: AppendCallResult[] = [];
     for (const row of rows) byIndex[Number(row.n) - 1] = row;
     return byIndex;

@@ -13,7 +13,13 @@ import type { Json } from '../../src/database/schema.js';
 import { EventStore } from '../../src/event-store/event-store.repository.js';
 import type { NewEvent, StoredEvent } from '../../src/event-store/event-store.types.js';
 import { GroupCommitter } from '../../src/event-store/group-commit.js';
-import { canonicalJson, checkpointPayload, eventHash, GENESIS_HASH } from '../../src/ledger/hashing.js';
+import {
+  canonicalJson,
+  checkpointPayload,
+  eventHash,
+  GENESIS_HASH,
+  ledgerHash,
+} from '../../src/ledger/hashing.js';
 import { LedgerRepository } from '../../src/ledger/ledger.repository.js';
 import { createTestDatabase, onPostgres, type TestDatabase } from '../support/database.js';
 
@@ -360,7 +366,7 @@ describe('group commit', () => {
         expectedVersion: 0,
         expectedHead: GENESIS_HASH,
         recordedAt,
-        events: [
+        eventsJson: JSON.stringify([
           {
             event_id: eventId,
             type: e.type,
@@ -370,7 +376,7 @@ describe('group commit', () => {
             prev_hash: GENESIS_HASH,
             hash: eventHash(GENESIS_HASH, e),
           },
-        ],
+        ]),
       };
     };
     // Sent together: the first four go out alone, the other six wait and go as one call, which
@@ -457,6 +463,93 @@ describe('per-stream hash chain', () => {
       ),
       { numRuns: 15 },
     );
+  });
+});
+
+describe('canonical text stored beside the jsonb (migration 000700)', () => {
+  it('stores, for every event, the RFC 8785 text of exactly the data and metadata it holds', async () => {
+    const s = newStream();
+    const awkward = {
+      z: [3, 2.5, -0, 1e21, 1e-7, 12345678901234567000],
+      a: { é: 'ü', b: '\u2028 "quoted" \\ tab\t', '10': true, '9': null },
+      '': 'empty key',
+      emoji: '👩‍🚀',
+    };
+    await store.append(s, [event(1, { data: awkward, metadata: { actor: 'ci', b: 2, a: 1 } }), event(2)]);
+    const rows = await tdb.handle.db
+      .selectFrom('event')
+      .select(['data', 'metadata', 'data_jcs', 'metadata_jcs'])
+      .where('stream_id', '=', s)
+      .orderBy('stream_version')
+      .execute();
+    expect(rows).toHaveLength(2);
+    for (const r of rows) {
+      expect(r.data_jcs).toBe(canonicalJson(r.data));
+      expect(r.metadata_jcs).toBe(canonicalJson(r.metadata));
+    }
+    expect(rows[0]?.data_jcs).toBe(canonicalJson(awkward));
+  });
+
+  it('still takes an append from an older replica (payload as jsonb, no text), and sequences and verifies it', async () => {
+    const s = newStream();
+    const recordedAt = new Date().toISOString();
+    const e = {
+      eventId: randomUUID(),
+      streamId: s,
+      streamVersion: 1,
+      type: 'StepCompleted',
+      schemaVersion: 1,
+      data: { step: 'old', n: 1.5 },
+      metadata: { actor: 'old-replica' },
+      recordedAt,
+    };
+    const hash = eventHash(GENESIS_HASH, e);
+    // What a replica running the code before migration 000700 sends.
+    const old = [
+      {
+        event_id: e.eventId,
+        type: e.type,
+        schema_version: 1,
+        data: e.data,
+        metadata: e.metadata,
+        prev_hash: GENESIS_HASH,
+        hash,
+      },
+    ];
+    const { rows } = await sql<{ outcome: string }>`
+      select outcome from append_events(${s}, 'rollout', 0, ${GENESIS_HASH}, ${recordedAt},
+                                        ${JSON.stringify(old)}::jsonb)`.execute(tdb.handle.db);
+    expect(rows[0]?.outcome).toBe('appended');
+    // Then a new-style append to the same stream.
+    await store.append(s, [event(2)], { expectedVersion: 1 });
+    const stored = await tdb.handle.db
+      .selectFrom('event')
+      .select(['stream_version', 'data_jcs'])
+      .where('stream_id', '=', s)
+      .orderBy('stream_version')
+      .execute();
+    expect(stored.map((r) => r.data_jcs === null)).toEqual([true, false]);
+    await expectIntactStream(s, 2);
+
+    // The sequencer hashes the first from its jsonb and the second from its text: both links
+    // must match what a verifier recomputes from the values.
+    const ledger = new LedgerRepository(tdb.handle);
+    for (;;) {
+      const { entries } = await ledger.sequenceBatch(1000);
+      if (entries.length === 0) break;
+    }
+    const head = await ledger.head();
+    const entries = await ledger.read(0, head.position + 1);
+    const ours = entries.filter((x) => x.streamId === s);
+    expect(ours).toHaveLength(2);
+    let prev = GENESIS_HASH;
+    for (const entry of entries) {
+      expect(entry.prevHash).toBe(prev);
+      expect(ledgerHash(entry.prevHash, entry.position, { ...entry, hash: entry.eventHash })).toBe(
+        entry.hash,
+      );
+      prev = entry.hash;
+    }
   });
 });
 

@@ -5,9 +5,11 @@ import {
   chainHash,
   checkpointPayload,
   eventHash,
+  eventHashFromText,
   GENESIS_HASH,
   type HashedEvent,
   ledgerHash,
+  ledgerHashFromText,
   sha256Hex,
 } from '../../src/ledger/hashing.js';
 
@@ -164,6 +166,33 @@ describe('canonicalJson (RFC 8785)', () => {
     );
   });
 
+  it('sorts keys that JavaScript enumerates first (array indices) as text, and keeps "__proto__"', () => {
+    const value = { b: 1, '10': 2, '9': 3, a: { '1': 1, '01': 2 } };
+    expect(canonicalJson(value)).toBe('{"10":2,"9":3,"a":{"01":2,"1":1},"b":1}');
+    const parsed = JSON.parse('{"b":2,"__proto__":{"x":1},"a":1}');
+    expect(canonicalJson(parsed)).toBe('{"__proto__":{"x":1},"a":1,"b":2}');
+    // The input is left as it was.
+    expect(Object.keys(value)).toEqual(['9', '10', 'b', 'a']);
+  });
+
+  it('agrees with the reference on objects with numeric and mixed keys', () => {
+    const key = fc.oneof(fc.nat().map(String), fc.string(), fc.constantFrom('0', '01', '-1', '4294967295'));
+    const value = fc.letrec((tie) => ({
+      node: fc.oneof(
+        { depthSize: 'small' },
+        fc.jsonValue({ maxDepth: 1 }),
+        fc.array(tie('node'), { maxLength: 4 }),
+        fc.dictionary(key, tie('node'), { maxKeys: 6 }),
+      ),
+    })).node;
+    fc.assert(
+      fc.property(value, (v) => {
+        expect(canonicalJson(v)).toBe(referenceCanonical(v));
+      }),
+      { numRuns: 500 },
+    );
+  });
+
   it('is a fixed point of a JSON.parse round trip, and parses back to the same value', () => {
     fc.assert(
       fc.property(anyJson, (value) => {
@@ -278,6 +307,38 @@ describe('eventHash and ledgerHash', () => {
     expect(ledgerHash(GENESIS_HASH, 1, { ...e, data: { a: 2, b: 2 } })).not.toBe(base);
     expect(ledgerHash('1'.repeat(64), 1, e)).not.toBe(base);
     expect(ledgerHash(GENESIS_HASH, 1, { ...e })).toBe(base);
+  });
+
+  it('the text forms give the same hashes as the value forms, for any event', () => {
+    // The append and the sequencer hash from stored canonical text; the verifiers from the values.
+    // Any difference would make every new ledger fail verification.
+    const text = fc.string({ unit: 'grapheme' });
+    const anEvent = fc.record({
+      eventId: fc.uuid(),
+      streamId: text,
+      streamVersion: fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }),
+      type: text,
+      schemaVersion: fc.integer({ min: 1, max: 1000 }),
+      data: anyJson,
+      metadata: fc.dictionary(text, anyJson, { maxKeys: 4 }),
+      recordedAt: fc.date({ noInvalidDate: true }).map((d) => d.toISOString()),
+    });
+    const hex = fc.stringMatching(/^[0-9a-f]{64}$/);
+    fc.assert(
+      fc.property(
+        hex,
+        hex,
+        fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }),
+        anEvent,
+        (prev, own, at, e) => {
+          const payload = { dataJcs: canonicalJson(e.data), metadataJcs: canonicalJson(e.metadata) };
+          expect(eventHashFromText(prev, e, payload)).toBe(eventHash(prev, e));
+          const withHash = { ...e, hash: own };
+          expect(ledgerHashFromText(prev, at, withHash, payload)).toBe(ledgerHash(prev, at, withHash));
+        },
+      ),
+      { numRuns: 500 },
+    );
   });
 
   it('checkpointPayload is canonical JSON with a type tag', () => {
