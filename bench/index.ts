@@ -28,8 +28,8 @@ const INTERNAL: Record<string, (db: string, ...numbers: number[]) => Promise<unk
   _pglite: rawPglite,
   _emmett: (db, concurrency = 16, seconds = 10, batch = 1, poolMax = 20) =>
     emmettAppends(db, concurrency, seconds, batch, poolMax),
-  _store: (db, concurrency = 16, seconds = 10, batch = 1, poolMax = 20) =>
-    storeAppends(db, concurrency, seconds, batch, poolMax),
+  _store: (db, concurrency = 16, seconds = 10, batch = 1, poolMax = 20, acks = 0) =>
+    storeAppends(db, concurrency, seconds, batch, poolMax, acks),
 };
 
 async function main(): Promise<void> {

@@ -13,6 +13,8 @@ export interface PeerResult {
   eventsPerSec: number;
   p50Ms: number;
   p99Ms: number;
+  /** Per append: stream id and the epoch ms its commit was acknowledged (only when asked). */
+  acks?: [string, number][];
 }
 
 /**

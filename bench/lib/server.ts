@@ -59,7 +59,11 @@ export async function startServer(opts: {
     ...opts.env,
   };
   const started = performance.now();
-  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), SERVICE_MAIN], {
+  // BENCH_CPU_PROF=<dir>: every service a bench starts writes a V8 CPU profile there on exit.
+  const profile = process.env.BENCH_CPU_PROF
+    ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`]
+    : [];
+  const child = spawn(process.execPath, [...profile, ...(opts.nodeArgs ?? []), SERVICE_MAIN], {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });

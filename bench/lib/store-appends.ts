@@ -10,7 +10,9 @@ import { percentile } from './table.js';
  * The service's own EventStore.append, in-process (no HTTP, no Nest), `concurrency` appends in
  * flight, each of `batch` events (the first rollout's plan as the payload) to a new stream with
  * expectedVersion no_stream. Run in a child process:
- * `node dist-bench/bench/index.js _store <db> <concurrency> <seconds> <batch> <poolMax>`.
+ * `node dist-bench/bench/index.js _store <db> <concurrency> <seconds> <batch> <poolMax> [acks]`.
+ * With `acks` = 1 it also returns, for every append, its stream and the wall-clock time (epoch ms)
+ * at which the commit was acknowledged: the sequencer bench measures lag from there.
  */
 export async function storeAppends(
   db: string,
@@ -18,6 +20,7 @@ export async function storeAppends(
   seconds: number,
   batch: number,
   poolMax: number,
+  acks = 0,
 ): Promise<PeerResult> {
   const handle = await openDatabase({ database: { kind: 'postgres', url: dbUrl(db), poolMax } });
   const store = new EventStore(handle);
@@ -32,6 +35,7 @@ export async function storeAppends(
   try {
     await store.append(`warmup-${randomUUID()}`, makeEvents(), { expectedVersion: 'no_stream' });
     const latencies: number[] = [];
+    const acked: [string, number][] = [];
     let events = 0;
     const started = performance.now();
     const until = started + seconds * 1000;
@@ -39,11 +43,10 @@ export async function storeAppends(
       Array.from({ length: concurrency }, async () => {
         while (performance.now() < until) {
           const t = performance.now();
-          await store.append(`rollout-${randomUUID()}`, makeEvents(), {
-            expectedVersion: 'no_stream',
-            streamType: 'rollout',
-          });
+          const streamId = `rollout-${randomUUID()}`;
+          await store.append(streamId, makeEvents(), { expectedVersion: 'no_stream', streamType: 'rollout' });
           latencies.push(performance.now() - t);
+          if (acks) acked.push([streamId, Date.now()]);
           events += batch;
         }
       }),
@@ -56,6 +59,7 @@ export async function storeAppends(
       eventsPerSec: events / elapsed,
       p50Ms: percentile(latencies, 50),
       p99Ms: percentile(latencies, 99),
+      ...(acks ? { acks: acked } : {}),
     };
   } finally {
     await handle.close();
