@@ -66,6 +66,118 @@ function planColumns(plan: Plan) {
 
 const escapeLike = (s: string) => s.replace(/[\\%_]/g, (c) => `\\${c}`);
 
+/** A summary row as inserted: a rollout planned in the batch, with its later events applied. */
+interface NewSummaryRow {
+  rollout_id: string;
+  title: string | null;
+  scope: string | null;
+  environment: string | null;
+  products: string[];
+  status: string;
+  plan_revision: number;
+  steps_planned: number;
+  steps_completed: number;
+  rollbacks: number;
+  created_by: string | null;
+  created_at: string;
+  started_at: string | null;
+  completed_at: string | null;
+  aborted_at: string | null;
+  updated_at: string;
+  version: number;
+  last_position: number;
+}
+
+/** What a batch's events do to a rollout planned before it: values to set, counts to add. */
+interface SummaryChange {
+  rollout_id: string;
+  /** A plan revision was seen: the plan columns below replace the row's. */
+  plan_set: boolean;
+  title: string | null;
+  scope: string | null;
+  environment: string | null;
+  products: string[] | null;
+  steps_planned: number | null;
+  revisions: number;
+  /** steps_completed was reset (a plan revision): it becomes `steps`, not the row's + `steps`. */
+  steps_reset: boolean;
+  steps: number;
+  rollbacks: number;
+  status: string | null;
+  started_at: string | null;
+  completed_at: string | null;
+  aborted_at: string | null;
+  updated_at: string;
+  version: number;
+  last_position: number;
+}
+
+function applyToRow(row: NewSummaryRow, event: RolloutEvent, entry: LedgerEntry): void {
+  row.updated_at = entry.recordedAt;
+  row.version = entry.streamVersion;
+  row.last_position = entry.position;
+  switch (event.type) {
+    case 'PlanRevised':
+      Object.assign(row, planColumns(event.data.plan));
+      row.plan_revision += 1;
+      row.steps_completed = 0;
+      break;
+    case 'RolloutStarted':
+      row.started_at = entry.recordedAt;
+      break;
+    case 'StepCompleted':
+      row.steps_completed += 1;
+      break;
+    case 'RollbackStarted':
+      row.rollbacks += 1;
+      break;
+    case 'RolloutCompleted':
+      row.completed_at = entry.recordedAt;
+      break;
+    case 'RolloutAborted':
+      row.aborted_at = entry.recordedAt;
+      break;
+    default:
+      break;
+  }
+  const status = STATUS_BY_EVENT[event.type];
+  if (status) row.status = status;
+}
+
+function applyToChange(change: SummaryChange, event: RolloutEvent, entry: LedgerEntry): void {
+  change.updated_at = entry.recordedAt;
+  change.version = entry.streamVersion;
+  change.last_position = entry.position;
+  switch (event.type) {
+    case 'PlanRevised':
+      Object.assign(change, planColumns(event.data.plan));
+      change.plan_set = true;
+      change.revisions += 1;
+      change.steps_reset = true;
+      change.steps = 0;
+      break;
+    case 'RolloutStarted':
+      change.started_at = entry.recordedAt;
+      break;
+    case 'StepCompleted':
+      change.steps += 1;
+      break;
+    case 'RollbackStarted':
+      change.rollbacks += 1;
+      break;
+    case 'RolloutCompleted':
+      change.completed_at = entry.recordedAt;
+      break;
+    case 'RolloutAborted':
+      change.aborted_at = entry.recordedAt;
+      break;
+    default:
+      break;
+  }
+  const status = STATUS_BY_EVENT[event.type];
+  if (status) change.status = status;
+}
+
 /** SQL of the rollouts module: the rollout list read model. */
 @Injectable()
 export class RolloutsRepository {
@@ -78,68 +190,112 @@ export class RolloutsRepository {
     this.db = handle.db;
   }
 
-  /** Applies ledger entries of rollout streams to a version of the summary table. */
+  /**
+   * Applies ledger entries of rollout streams to a version of the summary table, in two
+   * statements whatever their number: the entries are first folded in memory, per rollout, into
+   * the rows of rollouts planned in this batch (one INSERT) and the changes to rollouts planned
+   * before it (one UPDATE). One statement per entry was a round trip, and a socket write, per
+   * event: the largest share of the service's CPU after the appends themselves.
+   */
   async applyToSummary(
     trx: Transaction<Database>,
     table: string,
     entries: readonly LedgerEntry[],
   ): Promise<void> {
-    const t = table as SummaryTable;
+    const created = new Map<string, NewSummaryRow>();
+    const changed = new Map<string, SummaryChange>();
     for (const entry of entries) {
       if (!entry.streamId.startsWith('rollout-')) continue;
       const event = { type: entry.type, data: entry.data } as RolloutEvent;
-      const common = {
-        updated_at: entry.recordedAt,
-        version: entry.streamVersion,
-        last_position: entry.position,
-      };
-      const status = STATUS_BY_EVENT[event.type];
-      const actor = (entry.metadata.actor as { name?: Json } | undefined)?.name;
       if (event.type === 'RolloutPlanned') {
-        await trx
-          .insertInto(t)
-          .values({
-            rollout_id: event.data.rolloutId,
-            ...planColumns(event.data.plan),
-            status: 'planned',
-            created_by: typeof actor === 'string' ? actor : null,
-            created_at: entry.recordedAt,
-            ...common,
-          })
-          .onConflict((oc) => oc.column('rollout_id').doNothing())
-          .execute();
+        const id = event.data.rolloutId;
+        // As ON CONFLICT DO NOTHING would: a rollout is planned once.
+        if (created.has(id)) continue;
+        const actor = (entry.metadata.actor as { name?: Json } | undefined)?.name;
+        created.set(id, {
+          rollout_id: id,
+          ...planColumns(event.data.plan),
+          status: 'planned',
+          plan_revision: 1,
+          steps_completed: 0,
+          rollbacks: 0,
+          created_by: typeof actor === 'string' ? actor : null,
+          created_at: entry.recordedAt,
+          started_at: null,
+          completed_at: null,
+          aborted_at: null,
+          updated_at: entry.recordedAt,
+          version: entry.streamVersion,
+          last_position: entry.position,
+        });
         continue;
       }
       const id = entry.streamId.slice('rollout-'.length);
-      let update = trx.updateTable(t).set(common).where('rollout_id', '=', id);
-      switch (event.type) {
-        case 'PlanRevised':
-          update = update.set({
-            ...planColumns(event.data.plan),
-            plan_revision: sql`plan_revision + 1`,
-            steps_completed: 0,
-          });
-          break;
-        case 'RolloutStarted':
-          update = update.set({ started_at: entry.recordedAt });
-          break;
-        case 'StepCompleted':
-          update = update.set({ steps_completed: sql`steps_completed + 1` });
-          break;
-        case 'RollbackStarted':
-          update = update.set({ rollbacks: sql`rollbacks + 1` });
-          break;
-        case 'RolloutCompleted':
-          update = update.set({ completed_at: entry.recordedAt });
-          break;
-        case 'RolloutAborted':
-          update = update.set({ aborted_at: entry.recordedAt });
-          break;
-        default:
-          break;
+      const row = created.get(id);
+      if (row) {
+        applyToRow(row, event, entry);
+        continue;
       }
-      if (status) update = update.set({ status });
-      await update.execute();
+      let change = changed.get(id);
+      if (!change) {
+        change = {
+          rollout_id: id,
+          plan_set: false,
+          title: null,
+          scope: null,
+          environment: null,
+          products: null,
+          steps_planned: null,
+          revisions: 0,
+          steps_reset: false,
+          steps: 0,
+          rollbacks: 0,
+          status: null,
+          started_at: null,
+          completed_at: null,
+          aborted_at: null,
+          updated_at: entry.recordedAt,
+          version: entry.streamVersion,
+          last_position: entry.position,
+        };
+        changed.set(id, change);
+      }
+      applyToChange(change, event, entry);
+    }
+    const t = table as SummaryTable;
+    if (created.size > 0) {
+      await trx
+        .insertInto(t)
+        .values([...created.values()])
+        .onConflict((oc) => oc.column('rollout_id').doNothing())
+        .execute();
+    }
+    if (changed.size > 0) {
+      const changes = JSON.stringify([...changed.values()]);
+      await sql`
+        update ${sql.table(table)} as t set
+          title = case when v.plan_set then v.title else t.title end,
+          scope = case when v.plan_set then v.scope else t.scope end,
+          environment = case when v.plan_set then v.environment else t.environment end,
+          products = case when v.plan_set then v.products else t.products end,
+          steps_planned = case when v.plan_set then v.steps_planned else t.steps_planned end,
+          plan_revision = t.plan_revision + v.revisions,
+          steps_completed = case when v.steps_reset then v.steps else t.steps_completed + v.steps end,
+          rollbacks = t.rollbacks + v.rollbacks,
+          status = coalesce(v.status, t.status),
+          started_at = coalesce(v.started_at, t.started_at),
+          completed_at = coalesce(v.completed_at, t.completed_at),
+          aborted_at = coalesce(v.aborted_at, t.aborted_at),
+          updated_at = v.updated_at,
+          version = v.version,
+          last_position = v.last_position
+        from jsonb_to_recordset(${changes}::jsonb) as v(
+          rollout_id uuid, plan_set boolean, title text, scope text, environment text,
+          products text[], steps_planned integer, revisions integer, steps_reset boolean,
+          steps integer, rollbacks integer, status text, started_at timestamptz,
+          completed_at timestamptz, aborted_at timestamptz, updated_at timestamptz,
+          version bigint, last_position bigint)
+        where t.rollout_id = v.rollout_id`.execute(trx);
     }
   }
 
