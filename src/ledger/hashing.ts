@@ -24,6 +24,9 @@ function sortedForJson(value: unknown, depth: number): unknown {
       return Number.isFinite(value) ? value : SLOW;
     case 'boolean':
       return value;
+    case 'undefined':
+      // Left out of objects and null in arrays, by both serialisers (parsed DTOs have these).
+      return undefined;
     case 'object':
       break;
     default:

@@ -171,6 +171,7 @@ describe('canonicalJson (RFC 8785)', () => {
     expect(canonicalJson(value)).toBe('{"10":2,"9":3,"a":{"01":2,"1":1},"b":1}');
     const parsed = JSON.parse('{"b":2,"__proto__":{"x":1},"a":1}');
     expect(canonicalJson(parsed)).toBe('{"__proto__":{"x":1},"a":1,"b":2}');
+    expect(canonicalJson({ b: undefined, a: [undefined, 1] })).toBe('{"a":[null,1]}');
     // The input is left as it was.
     expect(Object.keys(value)).toEqual(['9', '10', 'b', 'a']);
   });
