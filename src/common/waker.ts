@@ -36,3 +36,25 @@ export class Waker {
     });
   }
 }
+
+/**
+ * Spaces out the starts of a loop's cycles by at least `ms`: `await pace.next()` before each
+ * cycle waits out the rest of the interval since the previous start, and returns at once when
+ * the loop was idle for longer. Under load the loop's batches grow instead of its cycles. After
+ * a full batch (a backlog), `release()` lets the next cycle start at once.
+ */
+export class Pace {
+  #last = Number.NEGATIVE_INFINITY;
+
+  constructor(private readonly ms: number) {}
+
+  async next(): Promise<void> {
+    const wait = this.#last + this.ms - performance.now();
+    if (wait > 0) await new Promise<void>((resolve) => setTimeout(resolve, wait));
+    this.#last = performance.now();
+  }
+
+  release(): void {
+    this.#last = Number.NEGATIVE_INFINITY;
+  }
+}

@@ -154,6 +154,7 @@ export const configSchema = z.object({
   CHECKPOINT_INTERVAL_MS: intFromEnv(10_000, 100, 86_400_000),
   SEQUENCER_POLL_MS: intFromEnv(500, 10, 60_000),
   SEQUENCER_BATCH: intFromEnv(5000, 1, 100_000),
+  SEQUENCER_MIN_CYCLE_MS: intFromEnv(20, 0, 10_000),
   SEQUENCER_ENABLED: z
     .enum(['true', 'false'])
     .default('true')
@@ -234,6 +235,12 @@ export interface AppConfig {
     enabled: boolean;
     pollMs: number;
     batchSize: number;
+    /**
+     * Least time between the starts of two batches of the sequencer (and of the projections):
+     * under load they then gather more entries per transaction, instead of one short
+     * transaction per append. Adds at most this much to the lag.
+     */
+    minCycleMs: number;
     checkpointEvery: number;
     checkpointIntervalMs: number;
   };
@@ -293,6 +300,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       enabled: c.SEQUENCER_ENABLED,
       pollMs: c.SEQUENCER_POLL_MS,
       batchSize: c.SEQUENCER_BATCH,
+      minCycleMs: c.SEQUENCER_MIN_CYCLE_MS,
       checkpointEvery: c.CHECKPOINT_EVERY,
       checkpointIntervalMs: c.CHECKPOINT_INTERVAL_MS,
     },

@@ -7,7 +7,7 @@ import {
 } from '@nestjs/common';
 import { Subject } from 'rxjs';
 import { ADVISORY_LOCKS } from '../common/advisory-locks.js';
-import { Waker } from '../common/waker.js';
+import { Pace, Waker } from '../common/waker.js';
 import { APP_CONFIG, type AppConfig } from '../config/config.js';
 import type { DatabaseHandle, DedicatedSession } from '../database/database.js';
 import { DATABASE } from '../database/database.module.js';
@@ -98,6 +98,7 @@ export class SequencerService implements OnApplicationBootstrap, OnModuleDestroy
     let session: DedicatedSession | undefined;
     let sessionLost = false;
     let backoff = 100;
+    const pace = new Pace(this.config.sequencer.minCycleMs);
     while (!this.stopped) {
       try {
         unlisten ??= await this.database.listen(EVENTS_CHANNEL, () => {
@@ -124,8 +125,12 @@ export class SequencerService implements OnApplicationBootstrap, OnModuleDestroy
         }
         this.metrics.sequencerLeader.set(this.leader ? 1 : 0);
         if (this.leader) {
+          await pace.next();
           const n = await this.sequenceOnce();
-          if (n >= this.config.sequencer.batchSize) continue;
+          if (n >= this.config.sequencer.batchSize) {
+            pace.release();
+            continue;
+          }
         }
         await this.waker.wait(this.config.sequencer.pollMs, lost);
         backoff = 100;

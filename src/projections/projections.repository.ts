@@ -20,44 +20,35 @@ export class ProjectionsRepository {
     return this.db.transaction().execute(work);
   }
 
-  /** A version's checkpoint, unlocked (undefined when the version is gone). */
-  async checkpoint(name: string, version: number): Promise<number | undefined> {
-    const row = await this.db
-      .selectFrom('projection_checkpoint')
-      .select('position')
-      .where('name', '=', name)
-      .where('version', '=', version)
-      .executeTakeFirst();
-    return row?.position;
-  }
-
-  /** Locks a version's checkpoint row for this transaction and returns its position. */
-  async lockCheckpoint(
+  /**
+   * Locks several versions' checkpoint rows for this transaction (in key order, so two runners
+   * never deadlock) and returns their positions by `name/version`.
+   */
+  async lockCheckpoints(
     trx: Transaction<Database>,
-    name: string,
-    version: number,
-  ): Promise<number | undefined> {
-    const row = await trx
+    keys: readonly { name: string; version: number }[],
+  ): Promise<Map<string, number>> {
+    const rows = await trx
       .selectFrom('projection_checkpoint')
-      .select('position')
-      .where('name', '=', name)
-      .where('version', '=', version)
+      .select(['name', 'version', 'position'])
+      .where(sql<boolean>`(name, version) in (${sql.join(keys.map((k) => sql`(${k.name}, ${k.version})`))})`)
+      .orderBy('name')
+      .orderBy('version')
       .forUpdate()
-      .executeTakeFirst();
-    return row?.position;
+      .execute();
+    return new Map(rows.map((r) => [`${r.name}/${r.version}`, r.position]));
   }
 
-  async moveCheckpoint(
+  /** Moves several versions' checkpoints to `position`, in one statement. */
+  async moveCheckpoints(
     trx: Transaction<Database>,
-    name: string,
-    version: number,
+    keys: readonly { name: string; version: number }[],
     position: number,
   ): Promise<void> {
     await trx
       .updateTable('projection_checkpoint')
       .set({ position, updated_at: new Date() })
-      .where('name', '=', name)
-      .where('version', '=', version)
+      .where(sql<boolean>`(name, version) in (${sql.join(keys.map((k) => sql`(${k.name}, ${k.version})`))})`)
       .execute();
   }
 

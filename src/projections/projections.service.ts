@@ -8,7 +8,7 @@ import {
 import type { Subscription } from 'rxjs';
 import { ADVISORY_LOCKS } from '../common/advisory-locks.js';
 import { NotFound } from '../common/errors.js';
-import { Waker } from '../common/waker.js';
+import { Pace, Waker } from '../common/waker.js';
 import { APP_CONFIG, type AppConfig } from '../config/config.js';
 import type { DatabaseHandle, DedicatedSession } from '../database/database.js';
 import { DATABASE } from '../database/database.module.js';
@@ -21,6 +21,12 @@ import { ProjectionsRepository } from './projections.repository.js';
 export const PROJECTIONS_LOCK_KEY = ADVISORY_LOCKS.projections;
 /** Entries per transaction: small enough that the sequencer is never held back for long. */
 const BATCH = 250;
+
+interface CheckpointKey {
+  name: string;
+  version: number;
+}
+const checkpointKey = (k: CheckpointKey) => `${k.name}/${k.version}`;
 
 /**
  * Runs every projector from the ledger: one runner at a time across replicas (advisory lock),
@@ -92,55 +98,67 @@ export class ProjectionsService implements OnApplicationBootstrap, OnModuleDestr
     this.waker.poke();
   }
 
-  /** One pass over all versions; returns how many entries were applied. */
+  /**
+   * One pass over all versions; returns how many entries were applied (or 1 when another runner
+   * moved a checkpoint meanwhile, so that the caller looks again at once). Versions at the same
+   * checkpoint, which is all of them in the steady state, share one read of the ledger and one
+   * transaction: a pass is a handful of statements, not a handful per projector.
+   */
   private async runOnce(): Promise<number> {
-    let applied = 0;
-    const head = await this.ledger.head();
-    const versions = await this.repo.versions();
+    const versions = (await this.repo.versions()).filter((v) => this.byName.has(v.name));
+    const groups = new Map<number, CheckpointKey[]>();
     for (const v of versions) {
-      const projector = this.byName.get(v.name);
-      if (!projector) continue;
-      applied += await this.catchUp(projector, v.version);
+      const group = groups.get(v.position) ?? [];
+      group.push({ name: v.name, version: v.version });
+      groups.set(v.position, group);
+    }
+    let applied = 0;
+    for (const [position, group] of [...groups].sort((a, b) => a[0] - b[0])) {
+      applied += await this.catchUp(position, group);
     }
     // A shadow version that has reached the head takes over.
-    for (const v of await this.repo.versions()) {
-      const projector = this.byName.get(v.name);
-      if (!projector || v.active || v.position < head.position) continue;
-      const old = versions.find((o) => o.name === v.name && o.active);
-      await this.repo.swap(v.name, v.version, old ? projector.tableFor(old.version) : undefined);
-      this.logger.log(`projection ${v.name} version ${v.version} is now served`);
+    if (versions.some((v) => !v.active)) {
+      const head = await this.ledger.head();
+      for (const v of await this.repo.versions()) {
+        const projector = this.byName.get(v.name);
+        if (!projector || v.active || v.position < head.position) continue;
+        const old = versions.find((o) => o.name === v.name && o.active);
+        await this.repo.swap(v.name, v.version, old ? projector.tableFor(old.version) : undefined);
+        this.logger.log(`projection ${v.name} version ${v.version} is now served`);
+      }
     }
     return applied;
   }
 
   /**
-   * Applies the next batch to one version. The entries are read before the transaction, which
-   * then only locks the checkpoint, applies and moves it: a write transaction holds back
-   * `pg_snapshot_xmin`, and with it the sequencer, for as long as it is open, so it must not also
-   * wait for a read. If another runner (a `drain` in tests) moved the checkpoint meanwhile, read
-   * again from where it now is.
+   * Applies the next batch after `position` to the versions checkpointed there. The entries are
+   * read before the transaction, which then only locks the checkpoints, applies and moves them: a
+   * write transaction holds back `pg_snapshot_xmin`, and with it the sequencer, for as long as it
+   * is open, so it must not also wait for a read. A version whose checkpoint another runner (a
+   * `drain` in tests) moved meanwhile is left for the next pass.
    */
-  private async catchUp(projector: Projector, version: number): Promise<number> {
-    for (;;) {
-      const position = await this.repo.checkpoint(projector.name, version);
-      if (position === undefined) return 0;
-      const entries = await this.ledger.read(position, BATCH);
-      const last = entries.at(-1);
-      if (!last) return 0;
-      const applied = await this.repo.transaction(async (trx) => {
-        if ((await this.repo.lockCheckpoint(trx, projector.name, version)) !== position) return undefined;
-        await projector.apply(trx, projector.tableFor(version), entries);
-        await this.repo.moveCheckpoint(trx, projector.name, version, last.position);
-        return entries.length;
-      });
-      if (applied !== undefined) return applied;
-    }
+  private async catchUp(position: number, group: CheckpointKey[]): Promise<number> {
+    const entries = await this.ledger.read(position, BATCH);
+    const last = entries.at(-1);
+    if (!last) return 0;
+    return this.repo.transaction(async (trx) => {
+      const locked = await this.repo.lockCheckpoints(trx, group);
+      const ready = group.filter((k) => locked.get(checkpointKey(k)) === position);
+      if (ready.length === 0) return 1;
+      for (const k of ready) {
+        const projector = this.byName.get(k.name) as Projector;
+        await projector.apply(trx, projector.tableFor(k.version), entries);
+      }
+      await this.repo.moveCheckpoints(trx, ready, last.position);
+      return entries.length;
+    });
   }
 
   private async run(): Promise<void> {
     let session: DedicatedSession | undefined;
     let lost = false;
     let leader = false;
+    const pace = new Pace(this.config.sequencer.minCycleMs);
     while (!this.stopped) {
       try {
         if (!session) {
@@ -153,7 +171,9 @@ export class ProjectionsService implements OnApplicationBootstrap, OnModuleDestr
         }
         if (lost) throw new Error('the projection runner session was lost');
         if (!leader) leader = await session.tryAdvisoryLock(PROJECTIONS_LOCK_KEY);
+        if (leader) await pace.next();
         const applied = leader ? await this.runOnce() : 0;
+        if (applied >= BATCH) pace.release();
         if (applied === 0) await this.waker.wait(this.config.sequencer.pollMs);
       } catch (err) {
         if (this.stopped) break;
