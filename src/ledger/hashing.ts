@@ -48,8 +48,7 @@ function sortedForJson(value: unknown, depth: number): unknown {
     }
     return copy ?? value;
   }
-  const proto = Object.getPrototypeOf(value);
-  if (proto !== Object.prototype && proto !== null) return SLOW;
+  if (!isPlainPrototype(Object.getPrototypeOf(value))) return SLOW;
   const obj = value as Record<string, unknown>;
   const keys = Object.keys(obj);
   let inOrder = true;
@@ -72,6 +71,18 @@ function sortedForJson(value: unknown, depth: number): unknown {
   const copy: Record<string, unknown> = {};
   for (const i of order) copy[keys[i] as string] = values[i];
   return copy;
+}
+
+/**
+ * An object's prototype that adds nothing to its JSON: Object.prototype, none, or an empty object
+ * without a prototype (the "null object" of routers such as find-my-way, which makes Fastify's
+ * request params).
+ */
+function isPlainPrototype(proto: unknown): boolean {
+  if (proto === Object.prototype || proto === null) return true;
+  return (
+    typeof proto === 'object' && Object.getPrototypeOf(proto) === null && Reflect.ownKeys(proto).length === 0
+  );
 }
 
 /**

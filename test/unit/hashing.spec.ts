@@ -172,6 +172,15 @@ describe('canonicalJson (RFC 8785)', () => {
     const parsed = JSON.parse('{"b":2,"__proto__":{"x":1},"a":1}');
     expect(canonicalJson(parsed)).toBe('{"__proto__":{"x":1},"a":1,"b":2}');
     expect(canonicalJson({ b: undefined, a: [undefined, 1] })).toBe('{"a":[null,1]}');
+    // Fastify's request params: an object whose prototype is an empty object with no prototype.
+    function NullObject() {}
+    NullObject.prototype = Object.create(null);
+    const params = new (NullObject as unknown as new () => Record<string, string>)();
+    params.b = '2';
+    params.a = '1';
+    expect(canonicalJson({ params })).toBe('{"params":{"a":"1","b":"2"}}');
+    // Boxed primitives and objects with toJSON are left to the canonicalize package.
+    expect(canonicalJson({ d: new Date(0) })).toBe('{"d":"1970-01-01T00:00:00.000Z"}');
     // The input is left as it was.
     expect(Object.keys(value)).toEqual(['9', '10', 'b', 'a']);
   });
