@@ -1,3 +1,4 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
 import pg from 'pg';
 import { peerChild } from './append-single.js';
 import { intArg } from './lib/args.js';
@@ -113,12 +114,17 @@ export async function sequencer(args: Map<string, string>): Promise<void> {
   );
   const positionOf = new Map(lastPositions.map((r) => [r.stream_id, Number(r.position)]));
   const lags: number[] = [];
+  const series: [number, number][] = [];
   for (const [streamId, ackedAt] of load.acks ?? []) {
     const position = positionOf.get(streamId);
     const seen = position === undefined ? undefined : visibleAt(samples, position);
     if (seen === undefined) throw new Error(`${streamId}: never seen in the ledger`);
     lags.push(seen - ackedAt);
+    series.push([ackedAt, seen - ackedAt]);
   }
+  // Every append's (ack time, lag), to see whether the tail is spread out or a few stalls.
+  mkdirSync('bench-output', { recursive: true });
+  writeFileSync(`bench-output/${NAME}-lags-batch${batch}.json`, JSON.stringify(series));
   // The older measure, for comparison with earlier runs: from the append's recorded_at (taken
   // before its INSERT, so it includes the append's own commit) to the sequencer transaction's start.
   const [recorded] = await adminQuery<{ p50: number; p99: number }>(
