@@ -1,22 +1,42 @@
-import 'reflect-metadata';
-import { createPinoLogger } from './common/logger.js';
-import { ConfigError, loadConfig } from './config/config.js';
-import { preopenPGlite } from './database/preopen.js';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { discardPreopened, pgliteDir, preopenPGlite } from './database/preopen.js';
+
+/**
+ * The data directory the configuration will name, read ahead of it from the environment as
+ * config.ts reads it (an empty value is unset), when it already holds a database: reopening
+ * starts before even the configuration's modules load. A new directory waits for a valid
+ * configuration, so that a bad one never leaves a half-created database behind.
+ */
+function existingDataDir(): string | undefined {
+  if (process.env.DATABASE_URL) return undefined;
+  const dataDir = process.env.DATA_DIR || './data';
+  return existsSync(path.join(pgliteDir(dataDir), 'PG_VERSION')) ? dataDir : undefined;
+}
 
 async function main(): Promise<void> {
+  // The embedded database opens while the application's modules load (see preopen.ts): every
+  // other module is imported only after it has started.
+  const early = existingDataDir();
+  if (early) preopenPGlite(early);
+  const [, { createPinoLogger }, { ConfigError, loadConfig }] = await Promise.all([
+    import('reflect-metadata'),
+    import('./common/logger.js'),
+    import('./config/config.js'),
+  ]);
   let config: ReturnType<typeof loadConfig>;
   try {
     config = loadConfig();
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`upgrade-ledger: ${err.message}\n`);
+      // Let an embedded database opened ahead finish opening and close it, before exiting.
+      if (early) await discardPreopened(early);
       process.exit(2);
     }
     throw err;
   }
   const logger = createPinoLogger(config.logLevel);
-  // The embedded database opens while the application's modules load (see preopen.ts): the
-  // modules are imported only now, after it has started.
   if (config.database.kind === 'pglite') preopenPGlite(config.database.dataDir);
   const [{ createApp }, { RestoredDatabaseError }] = await Promise.all([
     import('./app.js'),

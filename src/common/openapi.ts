@@ -26,17 +26,20 @@ function keyOf(header: string | undefined): string | undefined {
  * Like every read route, they are for READ_ROLES (and admin): an ingest key gets a 403.
  */
 export function setupOpenApi(app: NestFastifyApplication, version: string): void {
-  const document = SwaggerModule.createDocument(
-    app,
-    new DocumentBuilder()
-      .setTitle('upgrade-ledger')
-      .setDescription(
-        'System of record for stack upgrades: rollouts as append-only events in a hash-chained, signed ledger.',
-      )
-      .setVersion(version)
-      .addBearerAuth({ type: 'http', scheme: 'bearer', description: 'an API key: ul_…' })
-      .build(),
-  );
+  // Built on the first request for it, not at start: scanning every controller is work the
+  // service need not do before it is ready (cold start), and most processes never serve the docs.
+  const document = () =>
+    SwaggerModule.createDocument(
+      app,
+      new DocumentBuilder()
+        .setTitle('upgrade-ledger')
+        .setDescription(
+          'System of record for stack upgrades: rollouts as append-only events in a hash-chained, signed ledger.',
+        )
+        .setVersion(version)
+        .addBearerAuth({ type: 'http', scheme: 'bearer', description: 'an API key: ul_…' })
+        .build(),
+    );
   const keys = app.get(ApiKeysService);
   const fastify = app.getHttpAdapter().getInstance();
   fastify.addHook('onRequest', async (request, reply) => {

@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import { PGlite } from '@electric-sql/pglite';
 import { Kysely, PostgresDialect } from 'kysely';
-import pg from 'pg';
+import type pg from 'pg';
 import type { AppConfig } from '../config/config.js';
 import { PGliteDialect } from './pglite-driver.js';
 import { pgliteDir, takePreopened } from './preopen.js';
@@ -34,19 +34,28 @@ export interface DatabaseHandle {
 
 const INT8_OID = 20;
 
+/**
+ * node-postgres, loaded only when Postgres is configured: embedded mode never uses it, and
+ * loading it is time before the service is ready (cold start).
+ */
+async function loadPg(): Promise<typeof pg> {
+  return (await import('pg')).default;
+}
+
 /** Postgres `bigint` as a JS number everywhere (PGlite already does this): positions stay below 2^53. */
-const pgTypes = {
+const pgTypesOf = (driver: typeof pg) => ({
   getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
     oid === INT8_OID
       ? (value: string) => Number(value)
-      : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
-};
+      : driver.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+});
 
-export function createPgPool(url: string, max: number): pg.Pool {
-  const pool = new pg.Pool({
+export async function createPgPool(url: string, max: number): Promise<pg.Pool> {
+  const driver = await loadPg();
+  const pool = new driver.Pool({
     connectionString: url,
     max,
-    types: pgTypes,
+    types: pgTypesOf(driver),
     connectionTimeoutMillis: 5_000,
     idleTimeoutMillis: 30_000,
     application_name: 'upgrade-ledger',
@@ -62,16 +71,17 @@ export function createPgPool(url: string, max: number): pg.Pool {
 }
 
 async function openPostgres(url: string, poolMax: number): Promise<DatabaseHandle> {
-  const pool = createPgPool(url, poolMax);
+  const driver = await loadPg();
+  const pool = await createPgPool(url, poolMax);
   // An idle client that loses its connection emits 'error' on the pool; without a listener
   // that would crash the process during a database restart. The next checkout reconnects.
   pool.on('error', () => {});
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
 
   const connectClient = async () => {
-    const client = new pg.Client({
+    const client = new driver.Client({
       connectionString: url,
-      types: pgTypes,
+      types: pgTypesOf(driver),
       application_name: 'upgrade-ledger',
     });
     const lost = new Promise<Error>((resolve) => {
@@ -95,7 +105,7 @@ async function openPostgres(url: string, poolMax: number): Promise<DatabaseHandl
           if (msg.channel === channel) onNotify();
         });
         try {
-          await client.query(`listen ${pg.escapeIdentifier(channel)}`);
+          await client.query(`listen ${driver.escapeIdentifier(channel)}`);
         } catch (err) {
           await client.end().catch(() => {});
           throw err;

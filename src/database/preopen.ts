@@ -29,3 +29,9 @@ export function takePreopened(dataDir: string): Promise<PGlite> | undefined {
   pending.delete(dir);
   return opening;
 }
+
+/** Closes the database preopened for `dataDir`, if any, once it has opened (or failed to). */
+export async function discardPreopened(dataDir: string): Promise<void> {
+  const db = await takePreopened(dataDir)?.catch(() => undefined);
+  await db?.close().catch(() => {});
+}

@@ -235,15 +235,25 @@ export async function fetchSurface(
     if (i > 0) await sleep(policy.backoffMs * 2 ** (i - 1), cancel);
     if (cancel?.aborted) break;
     attempts++;
-    const signal = cancel
-      ? AbortSignal.any([cancel, AbortSignal.timeout(policy.timeoutMs)])
-      : AbortSignal.timeout(policy.timeoutMs);
+    // Not AbortSignal.timeout(): its timer holds the signal weakly, and inside AbortSignal.any()
+    // nothing else holds it strongly, so a garbage collection during the attempt could take it
+    // and the attempt never timed out (a target that accepts and never answers hung the
+    // snapshot; nodejs/node#57736). This timer holds its controller until cleared.
+    const timeout = new AbortController();
+    const timer = setTimeout(
+      () => timeout.abort(new DOMException('the attempt timed out', 'TimeoutError')),
+      policy.timeoutMs,
+    );
+    timer.unref();
+    const signal = cancel ? AbortSignal.any([cancel, timeout.signal]) : timeout.signal;
     try {
       const received = await attempt(url, policy, signal);
       return describe(url, received, attempts, performance.now() - started);
     } catch (err) {
       failure = describeNetworkError(err, policy.timeoutMs, cancel?.aborted === true);
       if (!failure.retryable) break;
+    } finally {
+      clearTimeout(timer);
     }
   }
   const error = failure ?? new SurfaceError('cancelled', 'the service is shutting down', false);
