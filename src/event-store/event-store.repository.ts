@@ -23,6 +23,37 @@ import type {
 import { callAppendEvents, GroupCommitter } from './group-commit.js';
 import { assertStorableJson } from './storable-json.js';
 
+/**
+ * The event columns a reader needs: all but the canonical text of the payloads, which only the
+ * sequencer reads (it would double what every read of a stream transfers).
+ */
+export const EVENT_COLUMNS = [
+  'event_id',
+  'stream_id',
+  'stream_version',
+  'type',
+  'schema_version',
+  'data',
+  'metadata',
+  'recorded_at',
+  'prev_hash',
+  'hash',
+] as const;
+/** `EVENT_COLUMNS` of `event as e`. */
+export const EVENT_COLUMNS_E = [
+  'e.event_id',
+  'e.stream_id',
+  'e.stream_version',
+  'e.type',
+  'e.schema_version',
+  'e.data',
+  'e.metadata',
+  'e.recorded_at',
+  'e.prev_hash',
+  'e.hash',
+] as const;
+type ReadEventRow = Pick<EventRow, (typeof EVENT_COLUMNS)[number]>;
+
 /** NOTIFY channel that wakes the sequencer when events commit. */
 export const EVENTS_CHANNEL = 'upgrade_ledger_events';
 export const MAX_EVENTS_PER_APPEND = 1000;
@@ -328,7 +359,7 @@ export class EventStore {
 
   /** Reads a stream in version order, optionally between two versions (inclusive). */
   async readStream(streamId: string, options: ReadStreamOptions = {}): Promise<StoredEvent[]> {
-    let query = this.db.selectFrom('event').selectAll().where('stream_id', '=', streamId);
+    let query = this.db.selectFrom('event').select(EVENT_COLUMNS).where('stream_id', '=', streamId);
     if (options.fromVersion !== undefined) query = query.where('stream_version', '>=', options.fromVersion);
     if (options.toVersion !== undefined) query = query.where('stream_version', '<=', options.toVersion);
     const rows = await query.orderBy('stream_version').execute();
@@ -351,7 +382,7 @@ export class EventStore {
     let query = this.db
       .selectFrom('event as e')
       .leftJoin('ledger as l', 'l.event_row_id', 'e.id')
-      .selectAll('e')
+      .select(EVENT_COLUMNS_E)
       .select('l.position')
       .where('e.stream_id', '=', streamId);
     if (asOf && 'position' in asOf) query = query.where('l.position', '<=', asOf.position);
@@ -374,7 +405,7 @@ export class EventStore {
     const rows = await this.db
       .selectFrom('event as e')
       .innerJoin('ledger as l', 'l.event_row_id', 'e.id')
-      .selectAll('e')
+      .select(EVENT_COLUMNS_E)
       .select('l.position')
       .where('e.stream_id', 'in', [...streamIds])
       .where('l.position', '<=', position)
@@ -393,7 +424,7 @@ export class EventStore {
   async findEvent(eventId: string): Promise<StoredEvent | undefined> {
     const row = await this.db
       .selectFrom('event')
-      .selectAll()
+      .select(EVENT_COLUMNS)
       .where('event_id', '=', eventId)
       .executeTakeFirst();
     return row ? toStoredEvent(row) : undefined;
@@ -462,7 +493,7 @@ function versionMatches(expected: ExpectedVersion, actual: number): boolean {
   }
 }
 
-export function toStoredEvent(row: EventRow): StoredEvent {
+export function toStoredEvent(row: ReadEventRow): StoredEvent {
   return {
     eventId: row.event_id,
     streamId: row.stream_id,

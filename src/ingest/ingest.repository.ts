@@ -3,7 +3,7 @@ import { type Kysely, sql } from 'kysely';
 import type { DatabaseHandle } from '../database/database.js';
 import { DATABASE } from '../database/database.module.js';
 import type { Database } from '../database/schema.js';
-import { toStoredEvent } from '../event-store/event-store.repository.js';
+import { EVENT_COLUMNS, EVENT_COLUMNS_E, toStoredEvent } from '../event-store/event-store.repository.js';
 import type { StoredEvent } from '../event-store/event-store.types.js';
 import { ProjectionsRepository } from '../projections/projections.repository.js';
 import { ROLLOUT_SUMMARY, summaryTable } from '../rollouts/rollouts.repository.js';
@@ -56,7 +56,7 @@ export class IngestRepository {
     const rows = await this.db
       .selectFrom('event as e')
       .leftJoin('ledger as l', 'l.event_row_id', 'e.id')
-      .selectAll('e')
+      .select(EVENT_COLUMNS_E)
       .select('l.position')
       .where('e.stream_id', '=', UNATTRIBUTED_STREAM)
       .where('e.type', '=', type)
@@ -72,7 +72,7 @@ export class IngestRepository {
     if (eventIds.length === 0) return [];
     const rows = await this.db
       .selectFrom('event')
-      .selectAll()
+      .select(EVENT_COLUMNS)
       .where('event_id', 'in', [...eventIds])
       .execute();
     return rows.map(toStoredEvent);

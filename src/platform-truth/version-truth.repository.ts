@@ -3,7 +3,7 @@ import type { Kysely, Transaction } from 'kysely';
 import type { DatabaseHandle } from '../database/database.js';
 import { DATABASE } from '../database/database.module.js';
 import type { Database } from '../database/schema.js';
-import { toStoredEvent } from '../event-store/event-store.repository.js';
+import { EVENT_COLUMNS, toStoredEvent } from '../event-store/event-store.repository.js';
 import type { LedgerEntry } from '../ledger/ledger.types.js';
 import { ProjectionsRepository } from '../projections/projections.repository.js';
 import { foldRollout } from '../rollouts/rollout.state.js';
@@ -52,7 +52,7 @@ export class VersionTruthRepository {
       if (entry.type !== 'RolloutCompleted' || !entry.streamId.startsWith('rollout-')) continue;
       const rows = await trx
         .selectFrom('event')
-        .selectAll()
+        .select(EVENT_COLUMNS)
         .where('stream_id', '=', entry.streamId)
         .where('stream_version', '<=', entry.streamVersion)
         .orderBy('stream_version')
