@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -28,7 +29,21 @@ function statusKb(pid: number, field: 'VmHWM' | 'VmRSS'): number {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-let nextPort = 38_000 + (process.pid % 1000) * 2;
+/**
+ * A port nothing listens on now, chosen by the OS. A fixed range collided with the ephemeral
+ * ports of outgoing connections (pgbench, autocannon, the pools) on this busy machine.
+ */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const address = probe.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      probe.close(() => resolve(port));
+    });
+  });
+}
 
 /**
  * Starts the built service (dist/src/main.js: run `npx nest build` first) as a child process and
@@ -43,7 +58,7 @@ export async function startServer(opts: {
   dataDir?: string;
 }): Promise<Server> {
   if (!existsSync(SERVICE_MAIN)) throw new Error(`${SERVICE_MAIN} is missing: run \`npx nest build\` first`);
-  const port = nextPort++;
+  const port = await freePort();
   const dataDir = opts.dataDir ?? mkdtempSync(path.join(os.tmpdir(), 'ul-bench-'));
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH,
