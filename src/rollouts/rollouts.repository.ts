@@ -112,70 +112,86 @@ interface SummaryChange {
   last_position: number;
 }
 
-function applyToRow(row: NewSummaryRow, event: RolloutEvent, entry: LedgerEntry): void {
-  row.updated_at = entry.recordedAt;
-  row.version = entry.streamVersion;
-  row.last_position = entry.position;
-  switch (event.type) {
-    case 'PlanRevised':
-      Object.assign(row, planColumns(event.data.plan));
-      row.plan_revision += 1;
-      row.steps_completed = 0;
-      break;
-    case 'RolloutStarted':
-      row.started_at = entry.recordedAt;
-      break;
-    case 'StepCompleted':
-      row.steps_completed += 1;
-      break;
-    case 'RollbackStarted':
-      row.rollbacks += 1;
-      break;
-    case 'RolloutCompleted':
-      row.completed_at = entry.recordedAt;
-      break;
-    case 'RolloutAborted':
-      row.aborted_at = entry.recordedAt;
-      break;
-    default:
-      break;
-  }
-  const status = STATUS_BY_EVENT[event.type];
-  if (status) row.status = status;
+/** What one event does to its rollout's summary row. */
+interface Effect {
+  /** A revised plan: its columns replace the row's, the revision counts up, steps restart at 0. */
+  plan?: ReturnType<typeof planColumns>;
+  step?: true;
+  rollback?: true;
+  started_at?: string;
+  completed_at?: string;
+  aborted_at?: string;
+  status?: string;
 }
 
-function applyToChange(change: SummaryChange, event: RolloutEvent, entry: LedgerEntry): void {
-  change.updated_at = entry.recordedAt;
-  change.version = entry.streamVersion;
-  change.last_position = entry.position;
+function effectOf(event: RolloutEvent, at: string): Effect {
+  const status = STATUS_BY_EVENT[event.type];
+  const effect: Effect = status ? { status } : {};
   switch (event.type) {
     case 'PlanRevised':
-      Object.assign(change, planColumns(event.data.plan));
-      change.plan_set = true;
-      change.revisions += 1;
-      change.steps_reset = true;
-      change.steps = 0;
+      effect.plan = planColumns(event.data.plan);
       break;
     case 'RolloutStarted':
-      change.started_at = entry.recordedAt;
+      effect.started_at = at;
       break;
     case 'StepCompleted':
-      change.steps += 1;
+      effect.step = true;
       break;
     case 'RollbackStarted':
-      change.rollbacks += 1;
+      effect.rollback = true;
       break;
     case 'RolloutCompleted':
-      change.completed_at = entry.recordedAt;
+      effect.completed_at = at;
       break;
     case 'RolloutAborted':
-      change.aborted_at = entry.recordedAt;
+      effect.aborted_at = at;
       break;
     default:
       break;
   }
-  const status = STATUS_BY_EVENT[event.type];
-  if (status) change.status = status;
+  return effect;
+}
+
+/** The values an effect sets, the same on a row and on a change. */
+function setFromEffect(
+  target: {
+    started_at: string | null;
+    completed_at: string | null;
+    aborted_at: string | null;
+    status: string | null;
+  },
+  fx: Effect,
+): void {
+  target.started_at = fx.started_at ?? target.started_at;
+  target.completed_at = fx.completed_at ?? target.completed_at;
+  target.aborted_at = fx.aborted_at ?? target.aborted_at;
+  target.status = fx.status ?? target.status;
+}
+
+/** The effect on a row planned in the same batch: applied to its values directly. */
+function applyToRow(row: NewSummaryRow, fx: Effect): void {
+  if (fx.plan) {
+    Object.assign(row, fx.plan);
+    row.plan_revision += 1;
+    row.steps_completed = 0;
+  }
+  if (fx.step) row.steps_completed += 1;
+  if (fx.rollback) row.rollbacks += 1;
+  setFromEffect(row, fx);
+}
+
+/** The effect on a row planned before the batch: accumulated as values to set, counts to add. */
+function applyToChange(change: SummaryChange, fx: Effect): void {
+  if (fx.plan) {
+    Object.assign(change, fx.plan);
+    change.plan_set = true;
+    change.revisions += 1;
+    change.steps_reset = true;
+    change.steps = 0;
+  }
+  if (fx.step) change.steps += 1;
+  if (fx.rollback) change.rollbacks += 1;
+  setFromEffect(change, fx);
 }
 
 /** SQL of the rollouts module: the rollout list read model. */
@@ -231,9 +247,13 @@ export class RolloutsRepository {
         continue;
       }
       const id = entry.streamId.slice('rollout-'.length);
+      const fx = effectOf(event, entry.recordedAt);
       const row = created.get(id);
       if (row) {
-        applyToRow(row, event, entry);
+        row.updated_at = entry.recordedAt;
+        row.version = entry.streamVersion;
+        row.last_position = entry.position;
+        applyToRow(row, fx);
         continue;
       }
       let change = changed.get(id);
@@ -260,7 +280,10 @@ export class RolloutsRepository {
         };
         changed.set(id, change);
       }
-      applyToChange(change, event, entry);
+      change.updated_at = entry.recordedAt;
+      change.version = entry.streamVersion;
+      change.last_position = entry.position;
+      applyToChange(change, fx);
     }
     const t = table as SummaryTable;
     if (created.size > 0) {
