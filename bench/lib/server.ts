@@ -1,8 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { freePort } from '../../test/support/free-port.js';
 
 export const ADMIN_TOKEN = 'bench-admin-token-0123456789';
 export const SERVICE_MAIN = path.resolve('dist/src/main.js');
@@ -28,22 +28,6 @@ function statusKb(pid: number, field: 'VmHWM' | 'VmRSS'): number {
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-/**
- * A port nothing listens on now, chosen by the OS. A fixed range collided with the ephemeral
- * ports of outgoing connections (pgbench, autocannon, the pools) on this busy machine.
- */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      probe.close(() => resolve(port));
-    });
-  });
-}
 
 /**
  * Starts the built service (dist/src/main.js: run `npx nest build` first) as a child process and

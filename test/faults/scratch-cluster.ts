@@ -1,9 +1,9 @@
 import { execFile } from 'node:child_process';
 import { access, chown, mkdtemp, readdir, rm } from 'node:fs/promises';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { freePort } from '../support/free-port.js';
 
 const exec = promisify(execFile);
 
@@ -31,18 +31,6 @@ export interface ScratchCluster {
   stopServer(): Promise<void>;
   /** Starts the server again on the same data directory and port (after `stopServer`). */
   startServer(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** The directory of the server binaries for `major` (Debian layout), or PG_BINDIR. */
