@@ -289,6 +289,7 @@ export class EventStore {
       expectedHead: head.hash,
       recordedAt,
       eventsJson: `[${rows.join(',')}]`,
+      eventCount: rows.length,
     };
     // On the pool, concurrent appends share a call and a commit; in a transaction, alone.
     const row = db === this.db ? await this.committer.append(call) : await callAppendEvents(db, call);

@@ -14,6 +14,8 @@ export interface AppendCall {
    * each event's canonical data in place, so nothing walks the payloads again to send them.
    */
   eventsJson: string;
+  /** How many events `eventsJson` holds. */
+  eventCount: number;
 }
 
 export interface AppendCallResult {
@@ -43,6 +45,12 @@ interface Waiting {
 const MAX_IN_FLIGHT = 4;
 /** Appends in one call at most. */
 const MAX_BATCH = 64;
+/**
+ * Events in one call at most (an append larger than this goes alone). A call is one transaction,
+ * and while it is open the sequencer cannot give a position to anything committed after it
+ * began: a cap on its size is a cap on that wait.
+ */
+const MAX_BATCH_EVENTS = 500;
 
 /**
  * Group commit. While `MAX_IN_FLIGHT` calls are out, further appends queue, and the next free
@@ -81,17 +89,20 @@ export class GroupCommitter {
     }
   }
 
-  /** The oldest queued appends, at most one per stream. */
+  /** The oldest queued appends: at most one per stream, and at most `MAX_BATCH_EVENTS` events. */
   private take(): Waiting[] {
     const batch: Waiting[] = [];
     const streams = new Set<string>();
+    let events = 0;
     for (let i = 0; i < this.queue.length && batch.length < MAX_BATCH; ) {
       const w = this.queue[i] as Waiting;
-      if (streams.has(w.call.streamId)) {
+      const tooMany = batch.length > 0 && events + w.call.eventCount > MAX_BATCH_EVENTS;
+      if (streams.has(w.call.streamId) || tooMany) {
         i++;
         continue;
       }
       streams.add(w.call.streamId);
+      events += w.call.eventCount;
       batch.push(w);
       this.queue.splice(i, 1);
     }
