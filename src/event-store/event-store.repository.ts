@@ -40,18 +40,7 @@ export const EVENT_COLUMNS = [
   'hash',
 ] as const;
 /** `EVENT_COLUMNS` of `event as e`. */
-export const EVENT_COLUMNS_E = [
-  'e.event_id',
-  'e.stream_id',
-  'e.stream_version',
-  'e.type',
-  'e.schema_version',
-  'e.data',
-  'e.metadata',
-  'e.recorded_at',
-  'e.prev_hash',
-  'e.hash',
-] as const;
+export const EVENT_COLUMNS_E = EVENT_COLUMNS.map((c) => `e.${c}` as const);
 type ReadEventRow = Pick<EventRow, (typeof EVENT_COLUMNS)[number]>;
 
 /** NOTIFY channel that wakes the sequencer when events commit. */
@@ -70,8 +59,6 @@ interface PreparedEvent {
   eventId: string;
   type: string;
   schemaVersion: number;
-  data: Json;
-  metadata: { [key: string]: Json };
   /** RFC 8785 text of `data` and `metadata`: hashed, and stored beside the jsonb. */
   dataJcs: string;
   metadataJcs: string;
@@ -472,8 +459,6 @@ export class EventStore {
         eventId,
         type: e.type,
         schemaVersion,
-        data: e.data,
-        metadata,
         dataJcs: canonicalJson(e.data),
         metadataJcs: canonicalJson(metadata),
       };

@@ -5,6 +5,9 @@ import type { DatabaseHandle } from '../database/database.js';
 import { DATABASE } from '../database/database.module.js';
 import type { Database } from '../database/schema.js';
 
+/** A projection version's checkpoint, as one string: `name/version`. */
+export const checkpointKey = (k: { name: string; version: number }): string => `${k.name}/${k.version}`;
+
 const TABLE_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
 /** Checkpoints and version tables of projections. */
@@ -36,7 +39,7 @@ export class ProjectionsRepository {
       .orderBy('version')
       .forUpdate()
       .execute();
-    return new Map(rows.map((r) => [`${r.name}/${r.version}`, r.position]));
+    return new Map(rows.map((r) => [checkpointKey(r), r.position]));
   }
 
   /** Moves several versions' checkpoints to `position`, in one statement. */

@@ -15,7 +15,7 @@ import { DATABASE } from '../database/database.module.js';
 import { LedgerRepository } from '../ledger/ledger.repository.js';
 import { SequencerService } from '../ledger/sequencer.service.js';
 import { PROJECTORS, type ProjectionStatus, type Projector } from './projection.types.js';
-import { ProjectionsRepository } from './projections.repository.js';
+import { checkpointKey, ProjectionsRepository } from './projections.repository.js';
 
 /** Advisory lock key of the projection runner ("upgrade-ledger projections"). */
 export const PROJECTIONS_LOCK_KEY = ADVISORY_LOCKS.projections;
@@ -26,7 +26,6 @@ interface CheckpointKey {
   name: string;
   version: number;
 }
-const checkpointKey = (k: CheckpointKey) => `${k.name}/${k.version}`;
 
 /**
  * Runs every projector from the ledger: one runner at a time across replicas (advisory lock),
