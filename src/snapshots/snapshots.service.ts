@@ -296,6 +296,13 @@ export class SnapshotsService implements OnApplicationBootstrap, OnModuleDestroy
     }
   }
 
+  /** Whether the tick's event is a SnapshotFailed that a reaper recorded for an abandoned claim. */
+  private async recordedAsAbandoned(snapshotId: string): Promise<boolean> {
+    const event = await this.store.findEvent(snapshotId);
+    const reason = (event?.data as { reason?: unknown } | undefined)?.reason;
+    return event?.type === 'SnapshotFailed' && typeof reason === 'string' && reason.startsWith('abandoned:');
+  }
+
   private metadata(): { [key: string]: Json } {
     return { actor: ACTOR, source: 'system', replica: this.replica };
   }
@@ -498,8 +505,14 @@ export class SnapshotsService implements OnApplicationBootstrap, OnModuleDestroy
       // Refused when the replica recorded the tick itself and died before completing its claim
       // (e.g. while evaluating drift): its event stays, and the claim says so.
       const recorded = await this.record(snapshot, `abandoned: ${abandoned}`);
-      await this.repo.completeTick(tick.target, tick.tickAt, recorded ? 'abandoned' : 'recorded');
+      // Another survivor may have reaped the same claim a moment earlier: the claim then says what
+      // the ledger holds for the tick, not which reaper got there first.
+      const outcome =
+        recorded || (await this.recordedAsAbandoned(snapshot.snapshotId)) ? 'abandoned' : 'recorded';
+      await this.repo.completeTick(tick.target, tick.tickAt, outcome);
       if (recorded) this.logger.warn(`recorded the abandoned tick ${tickAt} of ${tick.target} as failed`);
+      else if (outcome === 'abandoned')
+        this.logger.log(`the abandoned tick ${tickAt} of ${tick.target} was reaped by another replica`);
       else
         this.logger.log(
           `the open claim of ${tick.target} at ${tickAt} was recorded by ${tick.claimedBy}: closed it`,
