@@ -21,8 +21,11 @@ export interface WriteContext {
   ifMatch?: number;
   /** `Idempotency-Key`: a retry with the same key and request answers the same and records nothing. */
   idempotencyKey?: string;
-  /** Canonical digest of method, route and body: a reused key with another request is refused. */
-  requestDigest: string;
+  /**
+   * Canonical digest of method, route and body: a reused key with another request is refused.
+   * Given with an idempotency key or a caller-chosen event id, the only writes that can be replayed.
+   */
+  requestDigest?: string;
   /**
    * The id of the write's first event, chosen by the caller (ingestion derives it from the
    * CloudEvent's source and id); takes the place of the Idempotency-Key's. Any further events of
@@ -147,7 +150,7 @@ export class RolloutsService {
             metadata: {
               ...ctx.extraMetadata,
               ...metadata,
-              requestDigest: ctx.requestDigest,
+              ...(ctx.requestDigest !== undefined ? { requestDigest: ctx.requestDigest } : {}),
             } as unknown as { [k: string]: Json },
           })),
           { expectedVersion: state.version === 0 ? 'no_stream' : state.version, streamType: 'rollout' },
