@@ -22,31 +22,54 @@ function badText(s: string): string | undefined {
   return undefined;
 }
 
+/** A value met by the walk below: its key and its parent's node, so its path is built only when needed. */
+interface Node {
+  readonly value: unknown;
+  readonly key: string | undefined;
+  readonly parent: Node | undefined;
+  readonly depth: number;
+}
+
+function pathOf(node: Node | undefined): string[] {
+  const path: string[] = [];
+  for (let n = node; n?.key !== undefined; n = n.parent) path.push(n.key);
+  return path.reverse();
+}
+
 /**
  * The first part of an input that no schema may be given, as a "path: message" string: a value
  * nested deeper than MAX_DEPTH (a recursive schema such as z.json() overflows the call stack on
  * 10,000 levels, which was a 500), or a string or key with NUL or a lone surrogate (Postgres
  * text and jsonb cannot hold them: in a query filter that was a 500, in a key name too). Walks
- * with its own stack, never by recursion, so any depth is safe here.
+ * with its own stack, never by recursion, so any depth is safe here. Every request body goes
+ * through it, so paths are built only for the answer, never per value.
  */
 function unstorable(value: unknown): string | undefined {
   const at = (path: string[]) => (path.length > 0 ? path.join('.') : ROOT);
-  const stack: { value: unknown; path: string[] }[] = [{ value, path: [] }];
+  const stack: Node[] = [{ value, key: undefined, parent: undefined, depth: 0 }];
   for (let next = stack.pop(); next; next = stack.pop()) {
-    const { value: v, path } = next;
-    if (path.length > MAX_DEPTH) {
+    const v = next.value;
+    if (next.depth > MAX_DEPTH) {
       // Named after the top-level field it is in (the whole path would be 65 segments long).
-      const field = Array.isArray(value) ? [] : path.slice(0, 1);
+      const field = Array.isArray(value) ? [] : pathOf(next).slice(0, 1);
       return `${at(field)}: must not nest deeper than ${MAX_DEPTH} levels`;
     }
     if (typeof v === 'string') {
       const problem = badText(v);
-      if (problem) return `${at(path)}: ${problem}`;
+      if (problem) return `${at(pathOf(next))}: ${problem}`;
     } else if (typeof v === 'object' && v !== null) {
-      for (const key of Object.keys(v).reverse()) {
+      const keys = Object.keys(v);
+      for (let i = keys.length - 1; i >= 0; i--) {
+        const key = keys[i] as string;
+        const child: Node = {
+          value: (v as Record<string, unknown>)[key],
+          key,
+          parent: next,
+          depth: next.depth + 1,
+        };
         const problem = badText(key);
-        if (problem) return `${at([...path, key])}: ${problem} (in the key)`;
-        stack.push({ value: (v as Record<string, unknown>)[key], path: [...path, key] });
+        if (problem) return `${at(pathOf(child))}: ${problem} (in the key)`;
+        stack.push(child);
       }
     }
   }
