@@ -4,6 +4,7 @@ import { canonicalJson } from '../src/ledger/hashing.js';
 import { loadScenarios } from '../test/support/scenarios.js';
 import { intArg, listArg } from './lib/args.js';
 import { autocannon } from './lib/autocannon.js';
+import { backendsOf, benchChild, cpuDuring, processOf } from './lib/cpu.js';
 import type { PeerResult } from './lib/emmett.js';
 import { dbUrl, dropDatabase, recreateDatabase, serverVersion } from './lib/pg.js';
 import { literal, pgbench } from './lib/pgbench.js';
@@ -158,7 +159,12 @@ export async function appendSingle(args: Map<string, string>): Promise<void> {
     for (const c of levels) {
       await autocannon({ ...post, connections: c, seconds: 3 }); // warm-up, not counted
       await waitSequenced(ours);
-      const http = await autocannon({ ...post, connections: c, seconds });
+      const httpCpu = await cpuDuring(
+        seconds,
+        { node: processOf(server.pid), postgres: backendsOf(ours) },
+        autocannon({ ...post, connections: c, seconds }),
+      );
+      const http = httpCpu.result;
       if (http.errors > 0 || http.non2xx > 0)
         console.log(`  warning: ${http.non2xx} non-2xx and ${http.errors} errors at ${c} connections`);
       await waitSequenced(ours);
@@ -170,8 +176,33 @@ export async function appendSingle(args: Map<string, string>): Promise<void> {
         seconds,
         name: 'append-single-9-statements',
       });
-      const emmett = await peerChild('_emmett', peer, c, seconds, 1, poolMax);
-      const store = await peerChild('_store', raw, c, seconds, 1, poolMax);
+      const emmettCpu = await cpuDuring(
+        seconds,
+        { node: benchChild('_emmett', peer), postgres: backendsOf(peer) },
+        peerChild('_emmett', peer, c, seconds, 1, poolMax),
+      );
+      const emmett = emmettCpu.result;
+      const storeCpu = await cpuDuring(
+        seconds,
+        { node: benchChild('_store', raw), postgres: backendsOf(raw) },
+        peerChild('_store', raw, c, seconds, 1, poolMax),
+      );
+      const store = storeCpu.result;
+      // CPU per event: what a core-bound machine divides its cores by. Ours counts the service
+      // (HTTP, validation, hashing, and the sequencer and projections it runs) and its Postgres
+      // backends; Emmett's counts its process and its backends. Postgres's shared background
+      // processes (WAL writer, checkpointer) are left out of both.
+      const perEvent = (w: { ms: Record<string, number>; seconds: number }, rate: number) => {
+        const events = rate * w.seconds;
+        const node = ((w.ms.node ?? 0) * 1000) / events;
+        const postgres = ((w.ms.postgres ?? 0) * 1000) / events;
+        return { node, postgres, total: node + postgres };
+      };
+      const cpuOurs = perEvent(httpCpu, http.okPerSec);
+      const cpuEmmett = perEvent(emmettCpu, emmett.eventsPerSec);
+      const cpuStore = perEvent(storeCpu, store.eventsPerSec);
+      const split = (x: { node: number; postgres: number }) =>
+        `${Math.round(x.node)} µs in Node + ${Math.round(x.postgres)} µs in Postgres`;
       const cmd = `npm run bench -- ${NAME} --connections ${c} --duration ${seconds}: ${http.command}`;
       rows.push(
         {
@@ -209,6 +240,23 @@ export async function appendSingle(args: Map<string, string>): Promise<void> {
           baseline: { label: 'pgbench, same SQL (append_events)', value: base.tps },
           command: cmd,
           note: `in-process p50 ${store.p50Ms.toFixed(1)} ms, p99 ${store.p99Ms.toFixed(1)} ms: the HTTP route's cost is the gap between this row and the first`,
+        },
+        {
+          figure: `  CPU per event, HTTP, vs Emmett in-process, ${c}`,
+          value: cpuOurs.total,
+          unit: 'µs',
+          better: 'lower',
+          baseline: { label: 'Emmett: its process + its backends', value: cpuEmmett.total },
+          command: cmd,
+          note: `ours ${split(cpuOurs)} (service, with its sequencer and projections); Emmett ${split(cpuEmmett)}; in-process EventStore.append ${split(cpuStore)}`,
+        },
+        {
+          figure: `  CPU per event, in-process EventStore.append, vs Emmett, ${c}`,
+          value: cpuStore.total,
+          unit: 'µs',
+          better: 'lower',
+          baseline: { label: 'Emmett: its process + its backends', value: cpuEmmett.total },
+          command: cmd,
         },
         {
           figure: `  p50 latency, ${c} connections`,

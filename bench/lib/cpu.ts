@@ -1,0 +1,79 @@
+import { readdirSync, readFileSync } from 'node:fs';
+
+/** Which processes a CPU figure adds up, by command line (and pid). */
+export type ProcessMatch = (cmdline: string, pid: number) => boolean;
+
+const TICKS_PER_SECOND = 100; // USER_HZ: `getconf CLK_TCK` on Linux
+
+/** CPU time (user + system, ms) used so far by every live process that `match` accepts. */
+export function cpuMs(match: ProcessMatch): number {
+  let ticks = 0;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8').replaceAll('\0', ' ');
+      if (!match(cmdline, Number(entry))) continue;
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      // Fields after the command name, which may itself hold spaces: utime and stime are 14 and 15.
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // The process ended between the listing and the read.
+    }
+  }
+  return (ticks * 1000) / TICKS_PER_SECOND;
+}
+
+/** The Postgres backends connected to one database (their title names it). */
+export const backendsOf =
+  (db: string): ProcessMatch =>
+  (cmdline) =>
+    cmdline.startsWith('postgres: ') && cmdline.includes(` ${db} `);
+
+export const processOf =
+  (pid: number): ProcessMatch =>
+  (_cmdline, p) =>
+    p === pid;
+
+/** A bench child process (`node dist-bench/bench/index.js <kind> <db> …`). */
+export const benchChild =
+  (kind: string, db: string): ProcessMatch =>
+  (cmdline) =>
+    cmdline.includes(` ${kind} ${db} `);
+
+export interface CpuWindow<T> {
+  result: T;
+  /** CPU ms of each part during the window. */
+  ms: Record<string, number>;
+  /** The window's length in seconds. */
+  seconds: number;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * The CPU each part used while `work` (a load of `seconds`) ran, measured from 3 s after it
+ * started (the load's own process has started and warmed up by then) to its planned end. Live
+ * processes only: a backend that disconnects before the end takes its CPU with it, so every
+ * part must stay connected through the run (a pool does).
+ */
+export async function cpuDuring<T>(
+  seconds: number,
+  parts: Record<string, ProcessMatch>,
+  work: Promise<T>,
+): Promise<CpuWindow<T>> {
+  const from = 3;
+  const snapshot = () => Object.fromEntries(Object.entries(parts).map(([k, m]) => [k, cpuMs(m)]));
+  await sleep(from * 1000);
+  const before = snapshot();
+  const t = performance.now();
+  await sleep((seconds - from) * 1000);
+  const after = snapshot();
+  const window = (performance.now() - t) / 1000;
+  const result = await work;
+  return {
+    result,
+    ms: Object.fromEntries(Object.keys(parts).map((k) => [k, (after[k] ?? 0) - (before[k] ?? 0)])),
+    seconds: window,
+  };
+}
