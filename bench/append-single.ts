@@ -168,7 +168,15 @@ export async function appendSingle(args: Map<string, string>): Promise<void> {
       if (http.errors > 0 || http.non2xx > 0)
         console.log(`  warning: ${http.non2xx} non-2xx and ${http.errors} errors at ${c} connections`);
       await waitSequenced(ours);
-      const base = await pgbench({ db: raw, script, clients: c, seconds, name: 'append-single' });
+      const baseCpu = await cpuDuring(
+        seconds,
+        {
+          node: (cmdline) => cmdline.startsWith('pgbench ') && cmdline.includes(` ${raw}`),
+          postgres: backendsOf(raw),
+        },
+        pgbench({ db: raw, script, clients: c, seconds, name: 'append-single' }),
+      );
+      const base = baseCpu.result;
       const old = await pgbench({
         db: raw,
         script: before,
@@ -201,6 +209,7 @@ export async function appendSingle(args: Map<string, string>): Promise<void> {
       const cpuOurs = perEvent(httpCpu, http.okPerSec);
       const cpuEmmett = perEvent(emmettCpu, emmett.eventsPerSec);
       const cpuStore = perEvent(storeCpu, store.eventsPerSec);
+      const cpuBase = perEvent(baseCpu, base.tps);
       const split = (x: { node: number; postgres: number }) =>
         `${Math.round(x.node)} µs in Node + ${Math.round(x.postgres)} µs in Postgres`;
       const cmd = `npm run bench -- ${NAME} --connections ${c} --duration ${seconds}: ${http.command}`;
@@ -240,6 +249,15 @@ export async function appendSingle(args: Map<string, string>): Promise<void> {
           baseline: { label: 'pgbench, same SQL (append_events)', value: base.tps },
           command: cmd,
           note: `in-process p50 ${store.p50Ms.toFixed(1)} ms, p99 ${store.p99Ms.toFixed(1)} ms: the HTTP route's cost is the gap between this row and the first`,
+        },
+        {
+          figure: `  CPU per event, HTTP, vs pgbench, ${c}`,
+          value: cpuOurs.total,
+          unit: 'µs',
+          better: 'lower',
+          baseline: { label: 'pgbench: its process + its backends', value: cpuBase.total },
+          command: cmd,
+          note: `pgbench ${split(cpuBase).replace('in Node', 'in pgbench')}`,
         },
         {
           figure: `  CPU per event, HTTP, vs Emmett in-process, ${c}`,
