@@ -17,7 +17,7 @@ const WATCH_MS = 5;
  * every few milliseconds on a connection of its own, and keeps (epoch ms, head) whenever it moves:
  * when each position became visible to readers, to within one read.
  */
-function watchHead(db: string) {
+export function watchHead(db: string) {
   const client = new pg.Client({ connectionString: dbUrl(db) });
   const samples: [number, number][] = [];
   let stopped = false;
