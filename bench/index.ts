@@ -9,6 +9,7 @@ import { storeAppends } from './lib/store-appends.js';
 import { query } from './query.js';
 import { reportExport } from './report-export.js';
 import { sequencer } from './sequencer.js';
+import { sequencerScale } from './sequencer-scale.js';
 import { soak } from './soak.js';
 
 const SCRIPTS: Record<string, (args: Map<string, string>) => Promise<void>> = {
@@ -16,6 +17,7 @@ const SCRIPTS: Record<string, (args: Map<string, string>) => Promise<void>> = {
   'append-single': appendSingle,
   'append-batch': appendBatch,
   sequencer,
+  'sequencer-scale': sequencerScale,
   'cold-start': coldStart,
   soak,
   query,

@@ -27,6 +27,48 @@ const LEDGER_COLUMNS = [
   'e.prev_hash as event_prev_hash',
 ] as const;
 
+/** Where the sequencer's next read starts: after this (tx_id, event row id), in commit order. */
+export interface SequencerCursor {
+  tx_id: string;
+  event_row_id: number;
+}
+
+/**
+ * The sequencer's read: the next `limit` committed events after the cursor, in (tx_id, id) order,
+ * a range scan of `event_tx_order_idx` from the cursor whatever the size of the table. Only events
+ * of transactions below the snapshot's xmin (unless `ignoreSnapshot`). Built apart so that the
+ * benchmark explains and times the very statement the sequencer runs (bench/sequencer-scale.ts).
+ */
+export function unsequencedEvents(
+  db: Kysely<Database>,
+  cursor: SequencerCursor,
+  limit: number,
+  ignoreSnapshot = false,
+) {
+  // The stored canonical text, not the jsonb: parsing and re-canonicalising every payload was
+  // most of the sequencer's CPU. The jsonb is read only for events that have no text.
+  let query = db
+    .selectFrom('event as e')
+    .select([
+      'e.id',
+      'e.tx_id',
+      'e.event_id',
+      'e.stream_id',
+      'e.stream_version',
+      'e.type',
+      'e.schema_version',
+      'e.recorded_at',
+      'e.hash',
+      'e.data_jcs',
+      'e.metadata_jcs',
+      sql<Json | null>`case when e.data_jcs is null then e.data end`.as('data'),
+      sql<Json | null>`case when e.metadata_jcs is null then e.metadata end`.as('metadata'),
+    ])
+    .where(sql<boolean>`(e.tx_id, e.id) > (${cursor.tx_id}::xid8, ${cursor.event_row_id}::bigint)`);
+  if (!ignoreSnapshot) query = query.where(sql<boolean>`e.tx_id < pg_snapshot_xmin(pg_current_snapshot())`);
+  return query.orderBy('e.tx_id').orderBy('e.id').limit(limit);
+}
+
 /** All SQL of the ledger: sequencing, reading, checkpoints and keys. */
 @Injectable()
 export class LedgerRepository {
@@ -54,29 +96,7 @@ export class LedgerRepository {
         .where('id', '=', 1)
         .forUpdate()
         .executeTakeFirstOrThrow();
-      // The stored canonical text, not the jsonb: parsing and re-canonicalising every payload was
-      // most of the sequencer's CPU. The jsonb is read only for events that have no text.
-      let query = trx
-        .selectFrom('event as e')
-        .select([
-          'e.id',
-          'e.tx_id',
-          'e.event_id',
-          'e.stream_id',
-          'e.stream_version',
-          'e.type',
-          'e.schema_version',
-          'e.recorded_at',
-          'e.hash',
-          'e.data_jcs',
-          'e.metadata_jcs',
-          sql<Json | null>`case when e.data_jcs is null then e.data end`.as('data'),
-          sql<Json | null>`case when e.metadata_jcs is null then e.metadata end`.as('metadata'),
-        ])
-        .where(sql<boolean>`(e.tx_id, e.id) > (${state.tx_id}::xid8, ${state.event_row_id}::bigint)`);
-      if (!ignoreSnapshot)
-        query = query.where(sql<boolean>`e.tx_id < pg_snapshot_xmin(pg_current_snapshot())`);
-      const events = await query.orderBy('e.tx_id').orderBy('e.id').limit(limit).execute();
+      const events = await unsequencedEvents(trx, state, limit, ignoreSnapshot).execute();
       if (events.length === 0) {
         return { entries: [], head: { position: state.position, hash: state.head_hash } };
       }
