@@ -322,34 +322,38 @@ export class RolloutsRepository {
     }
   }
 
-  /** Newest first, by keyset (created_at, rollout_id): stable under concurrent inserts. */
+  /**
+   * Newest first, by keyset (created_at, rollout_id): stable under concurrent inserts. One
+   * statement: the page of the version this process last saw served, with the served version
+   * read in the same snapshot to check it (`ProjectionsRepository.readServed`).
+   */
   async list(filter: RolloutListFilter): Promise<RolloutSummary[]> {
-    const version = await this.projections.activeVersion(ROLLOUT_SUMMARY);
-    let q = this.db.selectFrom(summaryTable(version)).selectAll();
-    if (filter.status) q = q.where('status', '=', filter.status);
-    if (filter.environment) q = q.where('environment', '=', filter.environment);
-    if (filter.product) q = q.where(sql<boolean>`products @> array[${filter.product}]::text[]`);
-    if (filter.from) q = q.where('created_at', '>=', filter.from);
-    if (filter.to) q = q.where('created_at', '<', filter.to);
-    if (filter.q) {
-      const pattern = `%${escapeLike(filter.q)}%`;
-      q = q.where((eb) =>
-        eb.or([
-          eb('title', 'ilike', pattern),
-          eb(sql<string>`array_to_string(products, ' ')`, 'ilike', pattern),
-          eb('environment', 'ilike', pattern),
-        ]),
-      );
-    }
-    if (filter.cursor) {
-      const { createdAt, id } = filter.cursor;
-      q = q.where(sql<boolean>`(created_at, rollout_id) < (${createdAt}::timestamptz, ${id}::uuid)`);
-    }
-    const rows = await q
-      .orderBy('created_at', 'desc')
-      .orderBy('rollout_id', 'desc')
-      .limit(filter.limit)
-      .execute();
+    const rows = await this.projections.readServed(ROLLOUT_SUMMARY, (version) => {
+      let q = this.db
+        .selectFrom(summaryTable(version))
+        .selectAll()
+        .select(this.projections.servedVersionColumn(ROLLOUT_SUMMARY));
+      if (filter.status) q = q.where('status', '=', filter.status);
+      if (filter.environment) q = q.where('environment', '=', filter.environment);
+      if (filter.product) q = q.where(sql<boolean>`products @> array[${filter.product}]::text[]`);
+      if (filter.from) q = q.where('created_at', '>=', filter.from);
+      if (filter.to) q = q.where('created_at', '<', filter.to);
+      if (filter.q) {
+        const pattern = `%${escapeLike(filter.q)}%`;
+        q = q.where((eb) =>
+          eb.or([
+            eb('title', 'ilike', pattern),
+            eb(sql<string>`array_to_string(products, ' ')`, 'ilike', pattern),
+            eb('environment', 'ilike', pattern),
+          ]),
+        );
+      }
+      if (filter.cursor) {
+        const { createdAt, id } = filter.cursor;
+        q = q.where(sql<boolean>`(created_at, rollout_id) < (${createdAt}::timestamptz, ${id}::uuid)`);
+      }
+      return q.orderBy('created_at', 'desc').orderBy('rollout_id', 'desc').limit(filter.limit).execute();
+    });
     return rows.map((r) => ({
       id: r.rollout_id,
       title: r.title,
