@@ -104,3 +104,37 @@ describe('the rollout list and the served projection version', () => {
     expect(await titles(r, 'docs')).toEqual(['v4 docs row']);
   });
 });
+
+describe('the rollout list timestamps', () => {
+  it('are the ISO text a Date of the stored value gives, whatever the session time zone', async () => {
+    const r = replica();
+    const table = summaryTable(await r.projections.activeVersion(ROLLOUT_SUMMARY));
+    const id = randomUUID();
+    // Microseconds, an offset, a date that is another day in UTC, a date last century.
+    await sql`insert into ${sql.table(table)}
+                (rollout_id, title, products, status, created_at, started_at, completed_at,
+                 updated_at, version, last_position)
+              values (${id}, 'timestamps', '{}', 'completed', '2031-12-31T23:59:59.999999-05:00',
+                      '2031-12-31T20:00:00.0005+00:00', '1999-01-02T03:04:05.06Z',
+                      '2032-01-01T00:00:00Z', 3, 3)`.execute(tdb.handle.db);
+    await sql`set time zone 'Asia/Kathmandu'`.execute(tdb.handle.db);
+    try {
+      const item = (await r.rollouts.list({ limit: 200 })).find((x) => x.id === id);
+      const stored = await tdb.handle.db
+        .selectFrom(table as 'rollout_summary_v1')
+        .select(['created_at', 'started_at', 'completed_at', 'aborted_at', 'updated_at'])
+        .where('rollout_id', '=', id)
+        .executeTakeFirstOrThrow();
+      expect(item).toMatchObject({
+        createdAt: stored.created_at.toISOString(),
+        startedAt: stored.started_at?.toISOString(),
+        completedAt: stored.completed_at?.toISOString(),
+        abortedAt: null,
+        updatedAt: stored.updated_at.toISOString(),
+      });
+      expect(item?.createdAt).toBe('2032-01-01T04:59:59.999Z');
+    } finally {
+      await sql`set time zone 'UTC'`.execute(tdb.handle.db);
+    }
+  });
+});
