@@ -81,11 +81,17 @@ export async function seedRollouts(dbName: string, rollouts: number, workers = 8
   let next = 0;
   let events = 0;
   const started = performance.now();
+  let last = { at: started, events: 0 };
   const progress = setInterval(() => {
-    const s = (performance.now() - started) / 1000;
+    const now = performance.now();
+    const s = (now - started) / 1000;
+    // The rate since the last line, beside the average: a slowdown shows at once.
+    const recent = (events - last.events) / ((now - last.at) / 1000);
+    last = { at: now, events };
     console.log(
       `  seeding: ${next.toLocaleString('en-US')}/${rollouts.toLocaleString('en-US')} rollouts, ` +
-        `${events.toLocaleString('en-US')} events, ${Math.round(events / s).toLocaleString('en-US')} events/s`,
+        `${events.toLocaleString('en-US')} events, ${Math.round(recent).toLocaleString('en-US')} events/s ` +
+        `(average ${Math.round(events / s).toLocaleString('en-US')})`,
     );
   }, 5000);
   try {

@@ -3,17 +3,31 @@ import { type Kysely, sql, type Transaction } from 'kysely';
 import { InvalidInput } from '../common/errors.js';
 import type { DatabaseHandle } from '../database/database.js';
 import { DATABASE } from '../database/database.module.js';
+import { sqlState } from '../database/pg-errors.js';
 import type { Database } from '../database/schema.js';
 
 /** A projection version's checkpoint, as one string: `name/version`. */
 export const checkpointKey = (k: { name: string; version: number }): string => `${k.name}/${k.version}`;
 
 const TABLE_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+/** Reads of a served version tried before giving up (each retry follows a swap seen meanwhile). */
+const SERVED_READ_ATTEMPTS = 4;
+
+/** A row of a read against the served version: `served_version` is `servedVersionColumn`'s. */
+export interface ServedRow {
+  served_version: number | null;
+}
 
 /** Checkpoints and version tables of projections. */
 @Injectable()
 export class ProjectionsRepository {
   private readonly db: Kysely<Database>;
+  /**
+   * The served version of each projection as this process last read it. Only a guess that saves
+   * a statement per read: `readServed` checks it in the read's own statement, so a version
+   * swapped meanwhile (by another replica too) costs a retry, never a stale answer.
+   */
+  private readonly served = new Map<string, number>();
 
   constructor(@Inject(DATABASE) handle: DatabaseHandle) {
     this.db = handle.db;
@@ -61,6 +75,7 @@ export class ProjectionsRepository {
     return q.orderBy('name').orderBy('version').execute();
   }
 
+  /** The served version of `name`, read now (1 when none is marked active). */
   async activeVersion(name: string): Promise<number> {
     const row = await this.db
       .selectFrom('projection_checkpoint')
@@ -68,7 +83,53 @@ export class ProjectionsRepository {
       .where('name', '=', name)
       .where('active', '=', true)
       .executeTakeFirst();
-    return row?.version ?? 1;
+    const version = row?.version ?? 1;
+    this.served.set(name, version);
+    return version;
+  }
+
+  /**
+   * The served version of `name` as a column of the read itself (`served_version`, null when
+   * none is marked active): evaluated once per statement, in the same snapshot as the rows.
+   */
+  servedVersionColumn(name: string) {
+    return this.db
+      .selectFrom('projection_checkpoint')
+      .select('version')
+      .where('name', '=', name)
+      .where('active', '=', true)
+      .$asScalar()
+      .as('served_version');
+  }
+
+  /**
+   * Runs `read` against the version of `name` this process last saw served, in one statement
+   * that also selects `servedVersionColumn(name)`, and answers its rows only when that version
+   * was the served one in the read's own snapshot. Otherwise (another replica swapped versions)
+   * it reads the served version and tries again: when the old table is already dropped the
+   * statement fails (undefined table); when it still exists the rows say another version is
+   * served; an empty answer is checked with one more statement. Versions only ever move forward,
+   * so a version served before and after an empty read was served during it.
+   */
+  async readServed<R extends ServedRow>(name: string, read: (version: number) => Promise<R[]>): Promise<R[]> {
+    for (let attempt = 1; ; attempt++) {
+      const cached = this.served.get(name);
+      const version = cached ?? (await this.activeVersion(name));
+      let rows: R[];
+      try {
+        rows = await read(version);
+      } catch (err) {
+        if (sqlState(err) !== '42P01' || attempt >= SERVED_READ_ATTEMPTS) throw err;
+        this.served.delete(name);
+        continue;
+      }
+      const first = rows[0];
+      const served = first ? (first.served_version ?? 1) : await this.activeVersion(name);
+      if (served === version) return rows;
+      if (attempt >= SERVED_READ_ATTEMPTS)
+        throw new Error(`projection ${name}: the served version kept changing under the read`);
+      this.served.set(name, served);
+    }
   }
 
   /**
@@ -136,6 +197,7 @@ export class ProjectionsRepository {
         await sql`drop table if exists ${sql.table(oldTable)}`.execute(trx);
       }
     });
+    this.served.set(name, version);
   }
 }
 

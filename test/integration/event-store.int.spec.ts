@@ -879,3 +879,15 @@ describe.runIf(onPostgres)('racing real connections (Postgres)', () => {
     await expectIntactStream(s, 2);
   });
 });
+
+describe('append_events plans its statements at each call (migration 000800)', () => {
+  it('never keeps a plan costed for the table sizes of its first calls', async () => {
+    // A generic plan cached by a session's first appends, on a nearly empty `event`, scanned the
+    // whole table at every later append of that session (docs/benchmarks.md, session 4).
+    const { rows } = await sql<{ config: string[] | null }>`
+      select proconfig as config from pg_proc
+      where proname = 'append_events' and pronamespace = 'public'::regnamespace`.execute(tdb.handle.db);
+    expect(rows).toHaveLength(1);
+    expect(rows[0]?.config).toContain('plan_cache_mode=force_custom_plan');
+  });
+});
