@@ -880,14 +880,71 @@ describe.runIf(onPostgres)('racing real connections (Postgres)', () => {
   });
 });
 
-describe('append_events plans its statements at each call (migration 000800)', () => {
-  it('never keeps a plan costed for the table sizes of its first calls', async () => {
-    // A generic plan cached by a session's first appends, on a nearly empty `event`, scanned the
-    // whole table at every later append of that session (docs/benchmarks.md, session 4).
-    const { rows } = await sql<{ config: string[] | null }>`
-      select proconfig as config from pg_proc
-      where proname = 'append_events' and pronamespace = 'public'::regnamespace`.execute(tdb.handle.db);
-    expect(rows).toHaveLength(1);
-    expect(rows[0]?.config).toContain('plan_cache_mode=force_custom_plan');
+describe('append_events probes the event_id index whatever plan its session cached (migration 000800)', () => {
+  // PL/pgSQL caches a generic plan per session after five calls and keeps it until statistics
+  // change (never, with autovacuum off or on PGlite). The idempotency check it had before, planned
+  // on an `event` of a few hundred rows, cached a sequential scan of the table for every later
+  // append (docs/benchmarks.md, session 4). Here one session, in one transaction (rolled back),
+  // makes its first calls on 500 events, the table then grows tenfold, and the scans of `event` by
+  // its further calls are counted; the old check, in a function of its own, is the control.
+  const ZERO = '0'.repeat(64);
+  const call = (stream: string) => sql`
+    select * from append_events(${stream}::text, 'rollout', 0, ${ZERO}::text, now(), jsonb_build_array(
+      jsonb_build_object('event_id', gen_random_uuid(), 'type', 'T', 'schema_version', 1, 'data_jcs', '{}',
+        'metadata_jcs', '{}', 'prev_hash', ${ZERO}::text, 'hash', ${'a'.repeat(64)}::text)))`;
+  const oldCheck = sql`
+    select pg_temp.old_seen(jsonb_build_array(jsonb_build_object('event_id', gen_random_uuid())))`;
+  const bulk = (prefix: string, n: number) => [
+    sql`insert into stream (stream_id, stream_type, version, head_hash)
+        select ${prefix}::text || g, 'rollout', 1, ${'a'.repeat(64)}::text from generate_series(1, ${n}::int) g`,
+    sql`insert into event (event_id, stream_id, stream_version, type, schema_version, data, metadata,
+                           recorded_at, prev_hash, hash)
+        select gen_random_uuid(), ${prefix}::text || g, 1, 'T', 1, jsonb_build_object('pad', repeat('x', 200)),
+               '{}', now(), ${ZERO}::text, ${'a'.repeat(64)}::text
+          from generate_series(1, ${n}::int) g`,
+  ];
+
+  it('keeps probing the index after the table has grown under a cached plan', async () => {
+    const fresh = await createTestDatabase();
+    const rollback = new Error('rollback');
+    try {
+      await fresh.handle.db
+        .transaction()
+        .execute(async (trx) => {
+          const seqScans = async () => {
+            const { rows } = await sql<{ n: string | number }>`
+              select seq_scan as n from pg_stat_xact_user_tables where relname = 'event'`.execute(trx);
+            return Number(rows[0]?.n ?? 0);
+          };
+          await sql`
+            create function pg_temp.old_seen(p jsonb) returns boolean language plpgsql as $$
+            begin
+              return exists (select 1 from event e
+                where e.event_id in (select (x ->> 'event_id')::uuid from jsonb_array_elements(p) x));
+            end $$`.execute(trx);
+          for (const q of bulk('small-', 500)) await q.execute(trx);
+          for (let i = 0; i < 8; i++) {
+            await call(`rollout-first-${i}`).execute(trx);
+            await oldCheck.execute(trx);
+          }
+          for (const q of bulk('grown-', 5000)) await q.execute(trx);
+
+          const before = await seqScans();
+          for (let i = 0; i < 3; i++) await oldCheck.execute(trx);
+          const afterControl = await seqScans();
+          for (let i = 0; i < 3; i++) await call(`rollout-later-${i}`).execute(trx);
+          const afterAppends = await seqScans();
+
+          // The control: the old check's cached plan scans the grown table at every call.
+          expect(afterControl - before).toBe(3);
+          expect(afterAppends - afterControl).toBe(0);
+          throw rollback;
+        })
+        .catch((err: unknown) => {
+          if (err !== rollback) throw err;
+        });
+    } finally {
+      await fresh.drop();
+    }
   });
 });
