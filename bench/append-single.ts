@@ -171,7 +171,8 @@ export async function appendSingle(args: Map<string, string>): Promise<void> {
       const baseCpu = await cpuDuring(
         seconds,
         {
-          node: (cmdline) => cmdline.startsWith('pgbench ') && cmdline.includes(` ${raw}`),
+          // Debian's `pgbench` is a wrapper that runs /usr/lib/postgresql/<v>/bin/pgbench.
+          node: (cmdline) => /(^|\/)pgbench /.test(cmdline) && cmdline.includes(` ${raw} `),
           postgres: backendsOf(raw),
         },
         pgbench({ db: raw, script, clients: c, seconds, name: 'append-single' }),

@@ -5,9 +5,9 @@ export type ProcessMatch = (cmdline: string, pid: number) => boolean;
 
 const TICKS_PER_SECOND = 100; // USER_HZ: `getconf CLK_TCK` on Linux
 
-/** CPU time (user + system, ms) used so far by every live process that `match` accepts. */
-export function cpuMs(match: ProcessMatch): number {
-  let ticks = 0;
+/** CPU time (user + system, ms) used so far by each live process that `match` accepts, by pid. */
+export function cpuByPid(match: ProcessMatch): Map<number, number> {
+  const byPid = new Map<number, number>();
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
@@ -16,12 +16,22 @@ export function cpuMs(match: ProcessMatch): number {
       const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
       // Fields after the command name, which may itself hold spaces: utime and stime are 14 and 15.
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(fields[11]) + Number(fields[12]);
+      byPid.set(Number(entry), ((Number(fields[11]) + Number(fields[12])) * 1000) / TICKS_PER_SECOND);
     } catch {
       // The process ended between the listing and the read.
     }
   }
-  return (ticks * 1000) / TICKS_PER_SECOND;
+  return byPid;
+}
+
+/**
+ * CPU ms used between two readings: each process's growth, all of it for a process that started
+ * in between. A process that ended in between is lost, which is why parts must stay connected.
+ */
+function cpuBetween(before: Map<number, number>, after: Map<number, number>): number {
+  let ms = 0;
+  for (const [pid, t] of after) ms += t - (before.get(pid) ?? 0);
+  return ms;
 }
 
 /** The Postgres backends connected to one database (their title names it). */
@@ -63,7 +73,7 @@ export async function cpuDuring<T>(
   work: Promise<T>,
 ): Promise<CpuWindow<T>> {
   const from = 3;
-  const snapshot = () => Object.fromEntries(Object.entries(parts).map(([k, m]) => [k, cpuMs(m)]));
+  const snapshot = () => Object.fromEntries(Object.entries(parts).map(([k, m]) => [k, cpuByPid(m)]));
   await sleep(from * 1000);
   const before = snapshot();
   const t = performance.now();
@@ -73,7 +83,9 @@ export async function cpuDuring<T>(
   const result = await work;
   return {
     result,
-    ms: Object.fromEntries(Object.keys(parts).map((k) => [k, (after[k] ?? 0) - (before[k] ?? 0)])),
+    ms: Object.fromEntries(
+      Object.keys(parts).map((k) => [k, cpuBetween(before[k] ?? new Map(), after[k] ?? new Map())]),
+    ),
     seconds: window,
   };
 }
