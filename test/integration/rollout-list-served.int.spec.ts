@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { DatabaseHandle } from '../../src/database/database.js';
 import { ProjectionsRepository } from '../../src/projections/projections.repository.js';
 import { ROLLOUT_SUMMARY, RolloutsRepository, summaryTable } from '../../src/rollouts/rollouts.repository.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
@@ -29,9 +30,9 @@ async function insertRow(table: string, title: string, products: string[] = ['po
 }
 
 /** A replica: its own projections repository, so its own memory of the served version. */
-function replica() {
-  const projections = new ProjectionsRepository(tdb.handle);
-  return { projections, rollouts: new RolloutsRepository(tdb.handle, projections) };
+function replica(handle: DatabaseHandle = tdb.handle) {
+  const projections = new ProjectionsRepository(handle);
+  return { projections, rollouts: new RolloutsRepository(handle, projections) };
 }
 
 const titles = async (r: ReturnType<typeof replica>, product?: string) =>
@@ -107,7 +108,10 @@ describe('the rollout list and the served projection version', () => {
 
 describe('the rollout list timestamps', () => {
   it('are the ISO text a Date of the stored value gives, whatever the session time zone', async () => {
-    const r = replica();
+    // One session for the whole test, so that the time zone set below is the list's own: on
+    // Postgres, a pooled handle could run the list on another connection.
+    const session = tdb.url ? await tdb.reopen(1) : tdb.handle;
+    const r = replica(session);
     const table = summaryTable(await r.projections.activeVersion(ROLLOUT_SUMMARY));
     const id = randomUUID();
     // Microseconds, an offset, a date that is another day in UTC, a date last century.
@@ -116,11 +120,15 @@ describe('the rollout list timestamps', () => {
                  updated_at, version, last_position)
               values (${id}, 'timestamps', '{}', 'completed', '2031-12-31T23:59:59.999999-05:00',
                       '2031-12-31T20:00:00.0005+00:00', '1999-01-02T03:04:05.06Z',
-                      '2032-01-01T00:00:00Z', 3, 3)`.execute(tdb.handle.db);
-    await sql`set time zone 'Asia/Kathmandu'`.execute(tdb.handle.db);
+                      '2032-01-01T00:00:00Z', 3, 3)`.execute(session.db);
+    await sql`set time zone 'Asia/Kathmandu'`.execute(session.db);
     try {
+      const { rows } = await sql<{ tz: string }>`select current_setting('TimeZone') as tz`.execute(
+        session.db,
+      );
+      expect(rows[0]?.tz).toBe('Asia/Kathmandu');
       const item = (await r.rollouts.list({ limit: 200 })).find((x) => x.id === id);
-      const stored = await tdb.handle.db
+      const stored = await session.db
         .selectFrom(table as 'rollout_summary_v1')
         .select(['created_at', 'started_at', 'completed_at', 'aborted_at', 'updated_at'])
         .where('rollout_id', '=', id)
@@ -134,7 +142,8 @@ describe('the rollout list timestamps', () => {
       });
       expect(item?.createdAt).toBe('2032-01-01T04:59:59.999Z');
     } finally {
-      await sql`set time zone 'UTC'`.execute(tdb.handle.db);
+      await sql`set time zone 'UTC'`.execute(session.db);
+      if (session !== tdb.handle) await session.close();
     }
   });
 });
