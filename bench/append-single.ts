@@ -200,7 +200,9 @@ export async function appendSingle(args: Map<string, string>): Promise<void> {
       // CPU per event: what a core-bound machine divides its cores by. Ours counts the service
       // (HTTP, validation, hashing, and the sequencer and projections it runs) and its Postgres
       // backends; Emmett's counts its process and its backends. Postgres's shared background
-      // processes (WAL writer, checkpointer) are left out of both.
+      // processes (WAL writer, checkpointer) are left out of both. The sequencer's share is what
+      // it did inside the window: it keeps up with far more than this rate (the sequencer bench),
+      // so its backlog is about one batch at both ends.
       const perEvent = (w: { ms: Record<string, number>; seconds: number }, rate: number) => {
         const events = rate * w.seconds;
         const node = ((w.ms.node ?? 0) * 1000) / events;

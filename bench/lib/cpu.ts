@@ -61,28 +61,54 @@ export interface CpuWindow<T> {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/** The window starts this long after the load and ends this long before its planned end. */
+const SETTLE_S = 3;
+const MARGIN_S = 1;
+
 /**
  * The CPU each part used while `work` (a load of `seconds`) ran, measured from 3 s after it
- * started (the load's own process has started and warmed up by then) to its planned end. Live
- * processes only: a backend that disconnects before the end takes its CPU with it, so every
- * part must stay connected through the run (a pool does).
+ * started (the load's own process has started and warmed up by then) to 1 s before its planned
+ * end, while every process of the load is still there. A process that ends inside the window
+ * takes its CPU with it: that is printed as a warning. A load too short for a window is an error.
  */
 export async function cpuDuring<T>(
   seconds: number,
   parts: Record<string, ProcessMatch>,
   work: Promise<T>,
 ): Promise<CpuWindow<T>> {
-  const from = 3;
+  // Settled at once: a load that fails during the window must not be an unhandled rejection.
+  const settled = work.then(
+    (value) => ({ ok: true as const, value }),
+    (error: unknown) => ({ ok: false as const, error }),
+  );
+  if (seconds < SETTLE_S + MARGIN_S + 2) {
+    await settled;
+    throw new Error(
+      `a CPU window needs a load of at least ${SETTLE_S + MARGIN_S + 2} s (--duration), not ${seconds}`,
+    );
+  }
   const snapshot = () => Object.fromEntries(Object.entries(parts).map(([k, m]) => [k, cpuByPid(m)]));
-  await sleep(from * 1000);
+  await sleep(SETTLE_S * 1000);
   const before = snapshot();
   const t = performance.now();
-  await sleep((seconds - from) * 1000);
+  await sleep((seconds - SETTLE_S - MARGIN_S) * 1000);
   const after = snapshot();
   const window = (performance.now() - t) / 1000;
-  const result = await work;
+  const outcome = await settled;
+  if (!outcome.ok) throw outcome.error;
+  // A pool may close a connection that sat idle, which used next to no CPU; anything else
+  // ending here would be missed, so say so beside the figure.
+  for (const [part, pids] of Object.entries(before)) {
+    const gone = [...pids.keys()].filter((pid) => !after[part]?.has(pid));
+    if (gone.length > 0)
+      console.log(
+        `  warning: CPU of ${part}: ${gone.length} process(es) ended inside the window, not counted there`,
+      );
+  }
+  if (Object.values(before).every((pids) => pids.size === 0))
+    throw new Error('CPU window: no process of the load was found');
   return {
-    result,
+    result: outcome.value,
     ms: Object.fromEntries(
       Object.keys(parts).map((k) => [k, cpuBetween(before[k] ?? new Map(), after[k] ?? new Map())]),
     ),
