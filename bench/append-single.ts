@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { canonicalJson } from '../src/ledger/hashing.js';
 import { loadScenarios } from '../test/support/scenarios.js';
 import { intArg, listArg } from './lib/args.js';
@@ -107,8 +108,6 @@ export async function peerChild(
   if (r.code !== 0) throw new Error(`${kind} failed: ${r.stderr}`);
   return JSON.parse(r.stdout.trim().split('\n').at(-1) ?? '') as PeerResult;
 }
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Waits until the sequencer has given every event a position (so it does not load the next phase). */
 export async function waitSequenced(db: string, timeoutMs = 300_000): Promise<void> {

@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import type { DatabaseHandle } from '../src/database/database.js';
@@ -31,7 +32,6 @@ import { authHeaders, startServer } from './lib/server.js';
 import { publish, type Row } from './lib/table.js';
 
 const NAME = 'query';
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /**
  * Other engineers rebuild dist/ on this machine (nest build empties it first): wait until

@@ -1,4 +1,5 @@
 import os from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { openDatabase } from '../src/database/database.js';
 import { canonicalJson } from '../src/ledger/hashing.js';
@@ -6,15 +7,14 @@ import { type SequencerCursor, unsequencedEvents } from '../src/ledger/ledger.re
 import { REPLAY_ROLLOUT_ID } from '../test/support/scenario-events.js';
 import { intArg, listArg } from './lib/args.js';
 import { databaseExists, dbUrl, dropDatabase, recreateDatabase, serverVersion } from './lib/pg.js';
+import { rawLedgerInsert } from './lib/raw-ledger.js';
 import { avgEventsPerRollout, migrate, rolloutTemplates, seedRollouts } from './lib/seed.js';
 import { startServer } from './lib/server.js';
-import { publish, type Row } from './lib/table.js';
+import { count, publish, type Row } from './lib/table.js';
 import { watchHead } from './sequencer.js';
 
 const NAME = 'sequencer-scale';
 const BATCH = 5000; // SEQUENCER_BATCH's default: the service runs with it
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
 /** 100000 → "100k", 10000000 → "10m": database names and labels. */
 const label = (n: number) =>
   n >= 1e6 && n % 1e6 === 0 ? `${n / 1e6}m` : n >= 1e3 && n % 1e3 === 0 ? `${n / 1e3}k` : String(n);
@@ -147,7 +147,7 @@ async function seedHistory(db: string, events: number, chunkEvents: number): Pro
         last = performance.now();
         const s = (last - started) / 1000;
         console.log(
-          `  ${db}: ${fmt(position)}/${fmt(events)} events, ${fmt(to)}/${fmt(rollouts)} rollouts, ${fmt(position / s)} events/s, ${s.toFixed(0)} s`,
+          `  ${db}: ${count(position)}/${count(events)} events, ${count(to)}/${count(rollouts)} rollouts, ${count(position / s)} events/s, ${s.toFixed(0)} s`,
         );
       }
     }
@@ -181,7 +181,7 @@ async function seedHistory(db: string, events: number, chunkEvents: number): Pro
     await client.query(`vacuum analyze stream, event, ledger, sequencer_state, projection_checkpoint`);
     await client.query(`checkpoint`);
     console.log(
-      `  ${db}: vacuum analyze + checkpoint ${((performance.now() - t) / 1000).toFixed(0)} s; history of ${fmt(position)} events seeded in ${((performance.now() - started) / 1000).toFixed(0)} s`,
+      `  ${db}: vacuum analyze + checkpoint ${((performance.now() - t) / 1000).toFixed(0)} s; history of ${count(position)} events seeded in ${((performance.now() - started) / 1000).toFixed(0)} s`,
     );
   } finally {
     await client.end();
@@ -337,20 +337,7 @@ async function round(db: string, backlogEvents: number): Promise<Measured> {
     const walks = await readWalks(db, before, 3);
     if (walks.events !== backlog) throw new Error(`${db}: read ${walks.events} events, expected ${backlog}`);
 
-    await client.query(
-      `create table bench_ledger_raw (position bigint primary key,
-         event_row_id bigint not null unique references event(id),
-         prev_hash text not null, hash text not null, sequenced_at timestamptz not null default now())`,
-    );
-    const t = performance.now();
-    await client.query(
-      `insert into bench_ledger_raw (position, event_row_id, prev_hash, hash)
-       select $3::bigint + row_number() over (order by tx_id, id), id, prev_hash, hash from event
-        where (tx_id, id) > ($1::xid8, $2::bigint) order by tx_id, id`,
-      [before.tx_id, before.event_row_id, before.position],
-    );
-    const rawInsertPerSec = backlog / ((performance.now() - t) / 1000);
-    await client.query('drop table bench_ledger_raw');
+    const raw = await rawLedgerInsert(db, before);
     return {
       history: before.position,
       backlog,
@@ -360,7 +347,7 @@ async function round(db: string, backlogEvents: number): Promise<Measured> {
       batches: samples.length,
       readOurs: walks.ours,
       readRaw: walks.raw,
-      rawInsertPerSec,
+      rawInsertPerSec: raw.rows / raw.seconds,
       plan: walks.plan,
       load,
       tableMb: Number(size[0]?.mb),
@@ -380,6 +367,12 @@ export async function sequencerScale(args: Map<string, string>): Promise<void> {
   const started = new Date();
   const sizes = listArg(args, 'sizes', [100_000, 10_000_000]);
   const backlog = intArg(args, 'backlog', 100_000);
+  // The rate is taken from the first batch seen to the last: a backlog of a few batches gives
+  // mostly the wait between them (the service's poll), not its rate.
+  if (backlog < 4 * BATCH)
+    throw new Error(
+      `--backlog ${backlog}: at least ${4 * BATCH} events (four sequencer batches) to measure a rate`,
+    );
   const rounds = intArg(args, 'rounds', 2);
   const chunk = intArg(args, 'chunk', 20_000);
   const reuse = args.has('reuse');
@@ -399,10 +392,10 @@ export async function sequencerScale(args: Map<string, string>): Promise<void> {
   const results: Measured[][] = sizes.map(() => []);
   for (let r = 0; r < rounds; r++) {
     for (const [i, db] of dbs.entries()) {
-      console.log(`  round ${r + 1}, ${db}: appending a backlog of about ${fmt(backlog)} events`);
+      console.log(`  round ${r + 1}, ${db}: appending a backlog of about ${count(backlog)} events`);
       const m = await round(db, backlog);
       console.log(
-        `  round ${r + 1}, ${db}: history ${fmt(m.history)}, backlog ${fmt(m.backlog)}: sequenced ${fmt(m.sequencedPerSec)} events/s, read ${fmt(m.readOurs)} (raw ${fmt(m.readRaw)}) events/s, load ${m.load}`,
+        `  round ${r + 1}, ${db}: history ${count(m.history)}, backlog ${count(m.backlog)}: sequenced ${count(m.sequencedPerSec)} events/s, read ${count(m.readOurs)} (raw ${count(m.readRaw)}) events/s, load ${m.load}`,
       );
       results[i]?.push(m);
     }
@@ -422,7 +415,7 @@ export async function sequencerScale(args: Map<string, string>): Promise<void> {
           better: 'higher',
           baseline: { label: 'raw INSERT … SELECT of the same ledger rows', value: m.rawInsertPerSec },
           command: cmd,
-          note: `${fmt(m.history)} events already sequenced (event table ${fmt(m.tableMb)} MB), backlog ${fmt(m.backlog)} appended through EventStore.append with the service stopped; ${m.batches} batches seen, first to last in ${fmt(m.firstToLastMs)} ms; ${m.wholeSeconds.toFixed(1)} s from spawn to caught up; load average ${m.load} before the start`,
+          note: `${count(m.history)} events already sequenced (event table ${count(m.tableMb)} MB), backlog ${count(m.backlog)} appended through EventStore.append with the service stopped; ${m.batches} batches seen, first to last in ${count(m.firstToLastMs)} ms; ${m.wholeSeconds.toFixed(1)} s from spawn to caught up; load average ${m.load} before the start`,
         },
         {
           figure: `  read statement (service's Kysely), ${h}`,
@@ -471,13 +464,13 @@ export async function sequencerScale(args: Map<string, string>): Promise<void> {
     const m = ms[0];
     if (!m) continue;
     console.log(
-      `\nEXPLAIN (ANALYZE, BUFFERS) of the first batch's read, ${fmt(m.history)} events sequenced:`,
+      `\nEXPLAIN (ANALYZE, BUFFERS) of the first batch's read, ${count(m.history)} events sequenced:`,
     );
     console.log(m.plan.map((l) => `  ${l}`).join('\n'));
     if (i === 0) console.log('');
   }
   publish(NAME, started, pgVersion, { sizes: sizes.join(','), backlog, rounds, chunk, reuse }, rows, [
-    `the history is seeded set-based (INSERT … SELECT per ${fmt(chunk)} events, each chunk its own transaction), with keys and indexes built after the load from the migrations' own definitions, checked identical; VACUUM ANALYZE after it (autovacuum is off here). Its hashes are placeholders: the service reads only the head hash`,
+    `the history is seeded set-based (INSERT … SELECT per ${count(chunk)} events, each chunk its own transaction), with keys and indexes built after the load from the migrations' own definitions, checked identical; VACUUM ANALYZE after it (autovacuum is off here). Its hashes are placeholders: the service reads only the head hash`,
     'the service runs with its defaults (SEQUENCER_BATCH 5000, poll 500 ms) and its projections, which start at the end of the history and project the backlog beside the sequencer',
     'ratios in the "÷" rows are the large history over the small one in the same round, not ours ÷ raw',
     ...results.flatMap((ms, i) =>

@@ -1,14 +1,15 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { peerChild } from './append-single.js';
 import { intArg } from './lib/args.js';
 import { adminQuery, dbUrl, dropDatabase, recreateDatabase, serverVersion } from './lib/pg.js';
+import { rawLedgerInsert } from './lib/raw-ledger.js';
 import { ledgerState, migrate } from './lib/seed.js';
 import { startServer } from './lib/server.js';
-import { percentile, publish, type Row } from './lib/table.js';
+import { count, percentile, publish, type Row } from './lib/table.js';
 
 const NAME = 'sequencer';
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 /** Pause between two reads of the ledger head: the resolution of "when a position was visible". */
 const WATCH_MS = 5;
 
@@ -154,44 +155,27 @@ export async function sequencer(args: Map<string, string>): Promise<void> {
   // From the first batch seen to the last: the first batch's own time is not counted, nor its events.
   const sequencedPerSec = ((last[1] - first[1]) / (last[0] - first[0])) * 1000;
 
-  // Raw: the same ledger rows (position, event, prev hash, hash) written in commit order by one
-  // INSERT … SELECT into a table with the ledger's constraints, without hashing in JS.
-  await adminQuery(
-    `create table bench_ledger_raw (position bigint primary key, event_row_id bigint not null unique references event(id),
-       prev_hash text not null, hash text not null, sequenced_at timestamptz not null default now())`,
-    [],
-    db,
-  );
-  const { head } = await ledgerState(db);
-  const t = performance.now();
-  await adminQuery(
-    `insert into bench_ledger_raw (position, event_row_id, prev_hash, hash)
-     select row_number() over (order by tx_id, id), id, prev_hash, hash from event order by tx_id, id`,
-    [],
-    db,
-  );
-  const rawSeconds = (performance.now() - t) / 1000;
+  const raw = await rawLedgerInsert(db);
   const cmd = `npm run bench -- ${NAME} --duration ${seconds} --backlog ${backlogSeconds} --batch ${batch} --concurrency ${concurrency}`;
-  const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
   const rows: Row[] = [
     {
-      figure: `sequencing throughput, backlog of ${fmt(backlog)} events`,
+      figure: `sequencing throughput, backlog of ${count(backlog)} events`,
       value: sequencedPerSec,
       unit: 'events/s',
       better: 'higher',
       baseline: {
-        label: `raw INSERT … SELECT of the same ledger rows (${fmt(head)})`,
-        value: head / rawSeconds,
+        label: `raw INSERT … SELECT of the same ledger rows (${count(raw.rows)})`,
+        value: raw.rows / raw.seconds,
       },
       command: cmd,
-      note: `phase 2: ${fmt(piled.events)} events appended in ${piled.seconds.toFixed(0)} s with the service stopped, then worked off by a fresh service (projections running too); from its first batch to its last`,
+      note: `phase 2: ${count(piled.events)} events appended in ${piled.seconds.toFixed(0)} s with the service stopped, then worked off by a fresh service (projections running too); from its first batch to its last`,
     },
     {
       figure: '  phase 1: append rate (maximum, with the service running)',
       value: load.eventsPerSec,
       unit: 'events/s',
       command: cmd,
-      note: `${fmt(load.events)} events in ${load.appends.toLocaleString('en-US')} appends over ${load.seconds.toFixed(0)} s; when the load stopped ${fmt(atEnd.events - atEnd.head)} events were not yet sequenced, and ${fmt(drainMs)} ms later none`,
+      note: `${count(load.events)} events in ${load.appends.toLocaleString('en-US')} appends over ${load.seconds.toFixed(0)} s; when the load stopped ${count(atEnd.events - atEnd.head)} events were not yet sequenced, and ${count(drainMs)} ms later none`,
     },
     {
       figure: '  sequencing capacity ÷ maximum append rate (keeps up ≥ 1)',
@@ -215,7 +199,7 @@ export async function sequencer(args: Map<string, string>): Promise<void> {
       value: recorded?.p99 ?? Number.NaN,
       unit: 'ms (p99)',
       command: cmd,
-      note: `p50 ${fmt(recorded?.p50 ?? Number.NaN)} ms. The measure of earlier runs: it starts before the append's INSERT, so it includes the append's own commit (${fmt(load.p50Ms)} ms p50, ${fmt(load.p99Ms)} ms p99 per append of ${batch} here)`,
+      note: `p50 ${count(recorded?.p50 ?? Number.NaN)} ms. The measure of earlier runs: it starts before the append's INSERT, so it includes the append's own commit (${count(load.p50Ms)} ms p50, ${count(load.p99Ms)} ms p99 per append of ${batch} here)`,
     },
   ];
   publish(NAME, started, pgVersion, { seconds, backlogSeconds, batch, concurrency }, rows, [

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { PGlite } from '@electric-sql/pglite';
 import { type SamplePlatform, startSamplePlatform } from '../test/fixtures/sample-platform.js';
 import { intArg } from './lib/args.js';
@@ -69,8 +70,6 @@ export interface Load {
   /** No worker starts another operation; resolves once the ones in flight are answered. */
   stop(): Promise<LoadStats>;
 }
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 const REPORT_FORMATS = ['json', 'csv', 'html', 'json', 'csv', 'pdf'] as const;
 /** A rollout's report is downloaded only once it has been completed this long (it is sequenced by then). */

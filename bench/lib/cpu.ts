@@ -1,4 +1,5 @@
 import { readdirSync, readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 /** Which processes a CPU figure adds up, by command line (and pid). */
 export type ProcessMatch = (cmdline: string, pid: number) => boolean;
@@ -58,8 +59,6 @@ export interface CpuWindow<T> {
   /** The window's length in seconds. */
   seconds: number;
 }
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** The window starts this long after the load and ends this long before its planned end. */
 const SETTLE_S = 3;

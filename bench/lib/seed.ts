@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { openDatabase } from '../../src/database/database.js';
 import { migrateToLatest } from '../../src/database/migrator.js';
@@ -53,8 +54,6 @@ export function rolloutEvents(
 
 export const avgEventsPerRollout = (templates: readonly RolloutTemplate[]): number =>
   templates.reduce((n, t) => n + t.events.length, 0) / templates.length;
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export async function migrate(dbName: string): Promise<void> {
   const handle = await openDatabase({ database: { kind: 'postgres', url: dbUrl(dbName), poolMax: 2 } });

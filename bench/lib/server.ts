@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort } from '../../test/support/free-port.js';
 
 export const ADMIN_TOKEN = 'bench-admin-token-0123456789';
@@ -26,8 +27,6 @@ function statusKb(pid: number, field: 'VmHWM' | 'VmRSS'): number {
   if (!m) throw new Error(`no ${field} in /proc/${pid}/status`);
   return Number(m[1]);
 }
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /**
  * Starts the built service (dist/src/main.js: run `npx nest build` first) as a child process and

@@ -30,6 +30,9 @@ export function ratioOf(row: Row): number | null {
   return row.better === 'lower' ? row.baseline.value / row.value : row.value / row.baseline.value;
 }
 
+/** A count or a rate, rounded and grouped: 12,345. */
+export const count = (n: number): string => Math.round(n).toLocaleString('en-US');
+
 const fmt = (n: number): string =>
   Number.isInteger(n) || Math.abs(n) >= 100 ? Math.round(n).toLocaleString('en-US') : n.toFixed(2);
 
