@@ -77,8 +77,12 @@ export function publish(
     out.push(l.map((c, j) => c.padEnd(widths[j] ?? 0)).join(' | '));
     if (i === 0) out.push(widths.map((w) => '-'.repeat(w)).join('-|-'));
   }
+  // Each distinct command once, with the figures it gave (rows of one load share theirs).
   out.push('', 'commands:');
-  for (const r of report.rows) out.push(`  ${r.figure}: ${r.command}`);
+  const figuresOf = new Map<string, string[]>();
+  for (const r of report.rows)
+    figuresOf.set(r.command, [...(figuresOf.get(r.command) ?? []), r.figure.trim()]);
+  for (const [command, figures] of figuresOf) out.push(`  ${command}`, `    gave: ${figures.join('; ')}`);
   for (const r of report.rows) if (r.note) out.push(`  note (${r.figure}): ${r.note}`);
   for (const n of notes) out.push(`  note: ${n}`);
   out.push(
