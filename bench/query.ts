@@ -443,7 +443,7 @@ export async function query(args: Map<string, string>): Promise<void> {
     `ledger: ${before.events.toLocaleString('en-US')} events at the start, ${after.events.toLocaleString('en-US')} at the end (sequenced ${after.head.toLocaleString('en-US')}, projections at ${after.projection.toLocaleString('en-US')})`,
     `service: node dist/src/main.js, DB_POOL_MAX=${poolMax}, sequencer and projections on; autocannon (programmatic, one path after the other) in its own process; the raw baseline in its own process with a pool of ${poolMax}; ours then raw for each kind, ${seconds} s each`,
     `load average after each kind: ${uptimes.join('; ')}`,
-    'the list route runs one statement (the page of the projection version the service remembers as served, with the served version read in the same statement to check it); GET /:id runs one (the stream joined to ledger), then folds the events in JS; the raw baseline runs the same statements, parses the rows, and does nothing else',
+    'the list route runs one statement (the page of the projection version the service remembers as served, with the served version read in the same statement to check it; Postgres builds the page as JSON text, which the route sends as it is, and the raw baseline receives the same one row of text); GET /:id runs one (the stream joined to ledger), then folds the events in JS; the raw baseline runs the same statements, parses the rows, and does nothing else',
     'full plans: bench-output/query-plans.txt',
   );
   publish(

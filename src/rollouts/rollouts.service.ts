@@ -228,6 +228,11 @@ export class RolloutsService {
   list(filter: RolloutListFilter) {
     return this.repo.list(filter);
   }
+
+  /** A page of the list as the JSON text of its items (see `RolloutsRepository.listPage`). */
+  listPage(filter: RolloutListFilter) {
+    return this.repo.listPage(filter);
+  }
 }
 
 /** Metadata as shown to readers: the request digest is internal bookkeeping. */
