@@ -9,6 +9,7 @@ import {
 } from '../common/errors.js';
 import type { DatabaseHandle } from '../database/database.js';
 import { DATABASE } from '../database/database.module.js';
+import { isoText } from '../database/iso-text.js';
 import { isUniqueViolation } from '../database/pg-errors.js';
 import type { Database, EventRow, Json } from '../database/schema.js';
 import { canonicalJson, eventHashFromText, GENESIS_HASH } from '../ledger/hashing.js';
@@ -16,6 +17,7 @@ import { AppendSignal } from './append-signal.js';
 import type {
   AppendOptions,
   AppendResult,
+  FoldEvent,
   NewEvent,
   ReadStreamOptions,
   StoredEvent,
@@ -377,6 +379,38 @@ export class EventStore {
     if (asOf && 'time' in asOf) query = query.where('e.recorded_at', '<=', asOf.time);
     const rows = await query.orderBy('e.stream_version').execute();
     return rows.map((row) => ({ ...toStoredEvent(row), position: row.position }));
+  }
+
+  /**
+   * A stream's events from version `fromVersion` on (all of them from 0), in version order, with
+   * their ledger positions and only what a fold needs. The event at `fromVersion` itself comes
+   * without its data: a caller holding a fold of the stream up to it checks, in the same
+   * statement and snapshot as the events after it, that the stream still holds that event (its
+   * hash) and folds only what follows.
+   *
+   * @example
+   * await store.readStreamFrom('rollout-42', 0); // every event, with data
+   * await store.readStreamFrom('rollout-42', 12); // event 12 (data null), then 13, 14…
+   */
+  async readStreamFrom(streamId: string, fromVersion: number): Promise<FoldEvent[]> {
+    const rows = await this.db
+      .selectFrom('event as e')
+      .leftJoin('ledger as l', 'l.event_row_id', 'e.id')
+      .select(['e.stream_version', 'e.type', 'e.hash', 'l.position'])
+      .select(sql<Json | null>`case when e.stream_version > ${fromVersion} then e.data end`.as('data'))
+      .select(isoText('e.recorded_at').as('recorded_at_iso'))
+      .where('e.stream_id', '=', streamId)
+      .where('e.stream_version', '>=', fromVersion)
+      .orderBy('e.stream_version')
+      .execute();
+    return rows.map((r) => ({
+      streamVersion: r.stream_version,
+      type: r.type,
+      data: r.data,
+      recordedAt: r.recorded_at_iso,
+      hash: r.hash,
+      position: r.position,
+    }));
   }
 
   /**
