@@ -12,6 +12,7 @@ import { DATABASE } from '../database/database.module.js';
 import { isoText } from '../database/iso-text.js';
 import { isUniqueViolation } from '../database/pg-errors.js';
 import type { Database, EventRow, Json } from '../database/schema.js';
+import { StatementCache } from '../database/statement-cache.js';
 import { canonicalJson, eventHashFromText, GENESIS_HASH } from '../ledger/hashing.js';
 import { AppendSignal } from './append-signal.js';
 import type {
@@ -104,6 +105,18 @@ export class EventStore {
   private notifyAgain = false;
   private readonly heads = new HeadCache();
   private readonly committer: GroupCommitter;
+  /** `readStreamFrom`'s statement, compiled once. */
+  private readonly streamFrom = new StatementCache((p: { streamId: string; fromVersion: number }) =>
+    this.db
+      .selectFrom('event as e')
+      .leftJoin('ledger as l', 'l.event_row_id', 'e.id')
+      .select(['e.stream_version', 'e.type', 'e.hash', 'l.position'])
+      .select(sql<Json | null>`case when e.stream_version > ${p.fromVersion} then e.data end`.as('data'))
+      .select(isoText('e.recorded_at').as('recorded_at_iso'))
+      .where('e.stream_id', '=', p.streamId)
+      .where('e.stream_version', '>=', p.fromVersion)
+      .orderBy('e.stream_version'),
+  );
 
   constructor(
     @Inject(DATABASE) handle: DatabaseHandle,
@@ -393,16 +406,7 @@ export class EventStore {
    * await store.readStreamFrom('rollout-42', 12); // event 12 (data null), then 13, 14…
    */
   async readStreamFrom(streamId: string, fromVersion: number): Promise<FoldEvent[]> {
-    const rows = await this.db
-      .selectFrom('event as e')
-      .leftJoin('ledger as l', 'l.event_row_id', 'e.id')
-      .select(['e.stream_version', 'e.type', 'e.hash', 'l.position'])
-      .select(sql<Json | null>`case when e.stream_version > ${fromVersion} then e.data end`.as('data'))
-      .select(isoText('e.recorded_at').as('recorded_at_iso'))
-      .where('e.stream_id', '=', streamId)
-      .where('e.stream_version', '>=', fromVersion)
-      .orderBy('e.stream_version')
-      .execute();
+    const { rows } = await this.db.executeQuery(this.streamFrom.compile('', { streamId, fromVersion }));
     return rows.map((r) => ({
       streamVersion: r.stream_version,
       type: r.type,

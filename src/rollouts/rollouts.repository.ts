@@ -4,6 +4,7 @@ import type { DatabaseHandle } from '../database/database.js';
 import { DATABASE } from '../database/database.module.js';
 import { isoText } from '../database/iso-text.js';
 import type { Database, Json } from '../database/schema.js';
+import { StatementCache } from '../database/statement-cache.js';
 import type { LedgerEntry } from '../ledger/ledger.types.js';
 import { ProjectionsRepository } from '../projections/projections.repository.js';
 import type { RolloutEvent } from './rollout.events.js';
@@ -23,6 +24,21 @@ export interface RolloutListFilter {
   q?: string;
   limit: number;
   cursor?: { createdAt: string; id: string };
+}
+
+/** The values of a page's statement (`RolloutListFilter`, flattened; undefined: no such filter). */
+interface PageParams {
+  [key: string]: unknown;
+  status: string | undefined;
+  environment: string | undefined;
+  product: string | undefined;
+  from: Date | undefined;
+  to: Date | undefined;
+  /** The `q` search as an ILIKE pattern. */
+  pattern: string | undefined;
+  cursorCreatedAt: string | undefined;
+  cursorId: string | undefined;
+  limit: number;
 }
 
 /** A page of the list: its items as the JSON text of a `RolloutSummary[]`, and where it ended. */
@@ -354,23 +370,20 @@ export class RolloutsRepository {
    * // → { itemsJson: '[{"id":"…","title":…},…]', count: 50, last: { createdAt: '…', id: '…' } }
    */
   async listPage(filter: RolloutListFilter): Promise<RolloutPage> {
-    const [row] = await this.projections.readServed(ROLLOUT_SUMMARY, (version) =>
-      this.db
-        .selectFrom(this.pageQuery(version, filter).as('p'))
-        .select((eb) => [
-          eb.fn.countAll<number>().as('count'),
-          // Ordered explicitly: an aggregate's input order is not the subquery's.
-          sql<string | null>`string_agg(p.item, ',' order by p.created_at desc, p.rollout_id desc)`.as(
-            'items',
-          ),
-          sql<string | null>`(array_agg(p.created_at_iso order by p.created_at, p.rollout_id))[1]`.as(
-            'last_created_at',
-          ),
-          sql<string | null>`(array_agg(p.rollout_id order by p.created_at, p.rollout_id))[1]`.as('last_id'),
-        ])
-        .select(this.projections.servedVersionColumn(ROLLOUT_SUMMARY))
-        .execute(),
-    );
+    const params: PageParams = {
+      status: filter.status || undefined,
+      environment: filter.environment || undefined,
+      product: filter.product || undefined,
+      from: filter.from,
+      to: filter.to,
+      pattern: filter.q ? `%${escapeLike(filter.q)}%` : undefined,
+      cursorCreatedAt: filter.cursor?.createdAt,
+      cursorId: filter.cursor?.id,
+      limit: filter.limit,
+    };
+    const [row] = await this.projections.readServed(ROLLOUT_SUMMARY, async (version) => {
+      return (await this.db.executeQuery(this.pageStatement.compile(String(version), params))).rows;
+    });
     const count = Number(row?.count ?? 0);
     return {
       itemsJson: `[${row?.items ?? ''}]`,
@@ -387,11 +400,27 @@ export class RolloutsRepository {
     return JSON.parse((await this.listPage(filter)).itemsJson) as RolloutSummary[];
   }
 
+  /** `listPage`'s statement, compiled once per version and set of filters. */
+  private readonly pageStatement = new StatementCache((p: PageParams, version: string) =>
+    this.db
+      .selectFrom(this.pageQuery(Number(version), p).as('p'))
+      .select((eb) => [
+        eb.fn.countAll<number>().as('count'),
+        // Ordered explicitly: an aggregate's input order is not the subquery's.
+        sql<string | null>`string_agg(p.item, ',' order by p.created_at desc, p.rollout_id desc)`.as('items'),
+        sql<string | null>`(array_agg(p.created_at_iso order by p.created_at, p.rollout_id))[1]`.as(
+          'last_created_at',
+        ),
+        sql<string | null>`(array_agg(p.rollout_id order by p.created_at, p.rollout_id))[1]`.as('last_id'),
+      ])
+      .select(this.projections.servedVersionColumn(ROLLOUT_SUMMARY)),
+  );
+
   /**
    * The page's rows (filtered, ordered, limited) of one version, each with its JSON text
-   * (`item`) and the keys it is ordered by.
+   * (`item`) and the keys it is ordered by. Its SQL depends only on which filters are given.
    */
-  private pageQuery(version: number, filter: RolloutListFilter) {
+  private pageQuery(version: number, p: PageParams) {
     let q = this.db
       .selectFrom(`${summaryTable(version)} as t` as `${SummaryTable} as t`)
       // One row's JSON object: the lateral subquery's columns are its keys, in this order.
@@ -422,13 +451,13 @@ export class RolloutsRepository {
       )
       .select(['t.created_at', 't.rollout_id', 'o.createdAt as created_at_iso'])
       .select(sql<string>`row_to_json(o)::text`.as('item'));
-    if (filter.status) q = q.where('t.status', '=', filter.status);
-    if (filter.environment) q = q.where('t.environment', '=', filter.environment);
-    if (filter.product) q = q.where(sql<boolean>`t.products @> array[${filter.product}]::text[]`);
-    if (filter.from) q = q.where('t.created_at', '>=', filter.from);
-    if (filter.to) q = q.where('t.created_at', '<', filter.to);
-    if (filter.q) {
-      const pattern = `%${escapeLike(filter.q)}%`;
+    if (p.status !== undefined) q = q.where('t.status', '=', p.status);
+    if (p.environment !== undefined) q = q.where('t.environment', '=', p.environment);
+    if (p.product !== undefined) q = q.where(sql<boolean>`t.products @> array[${p.product}]::text[]`);
+    if (p.from !== undefined) q = q.where('t.created_at', '>=', p.from);
+    if (p.to !== undefined) q = q.where('t.created_at', '<', p.to);
+    if (p.pattern !== undefined) {
+      const pattern = p.pattern;
       q = q.where((eb) =>
         eb.or([
           eb('t.title', 'ilike', pattern),
@@ -437,10 +466,11 @@ export class RolloutsRepository {
         ]),
       );
     }
-    if (filter.cursor) {
-      const { createdAt, id } = filter.cursor;
-      q = q.where(sql<boolean>`(t.created_at, t.rollout_id) < (${createdAt}::timestamptz, ${id}::uuid)`);
+    if (p.cursorCreatedAt !== undefined && p.cursorId !== undefined) {
+      q = q.where(
+        sql<boolean>`(t.created_at, t.rollout_id) < (${p.cursorCreatedAt}::timestamptz, ${p.cursorId}::uuid)`,
+      );
     }
-    return q.orderBy('t.created_at', 'desc').orderBy('t.rollout_id', 'desc').limit(filter.limit);
+    return q.orderBy('t.created_at', 'desc').orderBy('t.rollout_id', 'desc').limit(p.limit);
   }
 }
