@@ -9,13 +9,16 @@ import {
 } from '../common/errors.js';
 import type { DatabaseHandle } from '../database/database.js';
 import { DATABASE } from '../database/database.module.js';
+import { isoText } from '../database/iso-text.js';
 import { isUniqueViolation } from '../database/pg-errors.js';
 import type { Database, EventRow, Json } from '../database/schema.js';
+import { StatementCache } from '../database/statement-cache.js';
 import { canonicalJson, eventHashFromText, GENESIS_HASH } from '../ledger/hashing.js';
 import { AppendSignal } from './append-signal.js';
 import type {
   AppendOptions,
   AppendResult,
+  FoldEvent,
   NewEvent,
   ReadStreamOptions,
   StoredEvent,
@@ -102,6 +105,18 @@ export class EventStore {
   private notifyAgain = false;
   private readonly heads = new HeadCache();
   private readonly committer: GroupCommitter;
+  /** `readStreamFrom`'s statement, compiled once. */
+  private readonly streamFrom = new StatementCache((p: { streamId: string; fromVersion: number }) =>
+    this.db
+      .selectFrom('event as e')
+      .leftJoin('ledger as l', 'l.event_row_id', 'e.id')
+      .select(['e.stream_version', 'e.type', 'e.hash', 'l.position'])
+      .select(sql<Json | null>`case when e.stream_version > ${p.fromVersion} then e.data end`.as('data'))
+      .select(isoText('e.recorded_at').as('recorded_at_iso'))
+      .where('e.stream_id', '=', p.streamId)
+      .where('e.stream_version', '>=', p.fromVersion)
+      .orderBy('e.stream_version'),
+  );
 
   constructor(
     @Inject(DATABASE) handle: DatabaseHandle,
@@ -377,6 +392,29 @@ export class EventStore {
     if (asOf && 'time' in asOf) query = query.where('e.recorded_at', '<=', asOf.time);
     const rows = await query.orderBy('e.stream_version').execute();
     return rows.map((row) => ({ ...toStoredEvent(row), position: row.position }));
+  }
+
+  /**
+   * A stream's events from version `fromVersion` on (all of them from 0), in version order, with
+   * their ledger positions and only what a fold needs. The event at `fromVersion` itself comes
+   * without its data: a caller holding a fold of the stream up to it checks, in the same
+   * statement and snapshot as the events after it, that the stream still holds that event (its
+   * hash) and folds only what follows.
+   *
+   * @example
+   * await store.readStreamFrom('rollout-42', 0); // every event, with data
+   * await store.readStreamFrom('rollout-42', 12); // event 12 (data null), then 13, 14…
+   */
+  async readStreamFrom(streamId: string, fromVersion: number): Promise<FoldEvent[]> {
+    const { rows } = await this.db.executeQuery(this.streamFrom.compile('', { streamId, fromVersion }));
+    return rows.map((r) => ({
+      streamVersion: r.stream_version,
+      type: r.type,
+      data: r.data,
+      recordedAt: r.recorded_at_iso,
+      hash: r.hash,
+      position: r.position,
+    }));
   }
 
   /**

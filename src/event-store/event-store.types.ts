@@ -43,3 +43,18 @@ export interface ReadStreamOptions {
   fromVersion?: number;
   toVersion?: number;
 }
+
+/**
+ * What folding a stream needs of one event, as `EventStore.readStreamFrom` reads it: no metadata,
+ * no event id, `recordedAt` as ISO text.
+ */
+export interface FoldEvent {
+  streamVersion: number;
+  type: string;
+  /** Null for the event the read started at (it is only checked, by its hash). */
+  data: Json | null;
+  recordedAt: string;
+  hash: string;
+  /** Its ledger position, null until sequenced. */
+  position: number | null;
+}

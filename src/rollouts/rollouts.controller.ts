@@ -240,11 +240,11 @@ export class RolloutsController {
 
   @Get()
   @ApiOperation({ summary: 'Rollouts, newest first, with filters and a keyset cursor' })
-  async list(@Query({ schema: listQuery }) query: ListQuery) {
+  async list(@Query({ schema: listQuery }) query: ListQuery, @Res({ passthrough: true }) reply: Reply) {
     const cursor = query.cursor === undefined ? undefined : decodeCursor(query.cursor);
     if (query.cursor !== undefined && !cursor)
       throw new BadRequestException(['cursor: is not a cursor this API gave']);
-    const items = await this.rollouts.list({
+    const page = await this.rollouts.listPage({
       status: query.status,
       product: query.product,
       environment: query.environment,
@@ -254,11 +254,12 @@ export class RolloutsController {
       limit: query.limit,
       cursor,
     });
-    const last = items.at(-1);
-    return {
-      items,
-      next: items.length === query.limit && last ? encodeCursor(last.createdAt, last.id) : null,
-    };
+    const next =
+      page.count === query.limit && page.last ? encodeCursor(page.last.createdAt, page.last.id) : null;
+    // The items are already JSON text (built by Postgres): sent as they are, never parsed here.
+    // The body is what `{ items, next }` serialises to; Fastify sends a string with a JSON type as is.
+    void reply.type('application/json; charset=utf-8');
+    return `{"items":${page.itemsJson},"next":${JSON.stringify(next)}}`;
   }
 
   @Get(':id')

@@ -9,6 +9,7 @@ import { canonicalJson } from '../ledger/hashing.js';
 import { MetricsService } from '../metrics/metrics.service.js';
 import { decide, type RolloutCommand } from './rollout.decide.js';
 import { type EventMetadata, type RecordedRolloutEvent, rolloutStreamId } from './rollout.events.js';
+import { continueFold, FoldCache, foldEvents } from './rollout.fold-cache.js';
 import { missingPlanParts, type Plan } from './rollout.plan.js';
 import { evolve, foldRollout, type RolloutState } from './rollout.state.js';
 import { type RolloutListFilter, RolloutsRepository } from './rollouts.repository.js';
@@ -90,6 +91,9 @@ export class RolloutsService {
     private readonly repo: RolloutsRepository,
     private readonly metrics: MetricsService,
   ) {}
+
+  /** Folded rollouts by stream version, for `get`: only ever continued, never served unread. */
+  private readonly folds = new FoldCache();
 
   create(plan: Plan, ctx: WriteContext): Promise<WriteResult> {
     // With an Idempotency-Key the rollout id itself is derived, so a retry names the same rollout.
@@ -201,12 +205,35 @@ export class RolloutsService {
     return foldRollout(id, events.map(toRecorded));
   }
 
-  /** The rollout as it was at a ledger position or a time. */
+  /**
+   * The rollout now, or as it was at a ledger position or a time. Now: one statement reads the
+   * stream from the version this process last folded it to (`FoldCache`) and checks, in the same
+   * snapshot, that the stream still holds that event; only the events after it are decoded and
+   * folded. Folding every event of the stream on every read was most of the route's own CPU.
+   */
   async get(id: string, asOf?: { position: number } | { time: Date }): Promise<RolloutView> {
-    const events = await this.store.readStreamAsOf(rolloutStreamId(id), asOf);
-    const state = foldRollout(id, events.map(toRecorded));
-    if (!state.exists) throw new NotFound('rollout', id);
-    return view(state, events.at(-1)?.position ?? null);
+    if (asOf) {
+      const events = await this.store.readStreamAsOf(rolloutStreamId(id), asOf);
+      const state = foldRollout(id, events.map(toRecorded));
+      if (!state.exists) throw new NotFound('rollout', id);
+      return view(state, events.at(-1)?.position ?? null);
+    }
+    const streamId = rolloutStreamId(id);
+    const cached = this.folds.get(streamId);
+    let events = await this.store.readStreamFrom(streamId, cached?.version ?? 0);
+    let state = cached && continueFold(cached, events);
+    if (!state) {
+      if (cached) {
+        // The stream no longer holds the event the fold ended at: fold it anew, whole.
+        this.folds.forget(streamId);
+        events = await this.store.readStreamFrom(streamId, 0);
+      }
+      state = foldEvents(id, events);
+    }
+    const last = events.at(-1);
+    if (!state.exists || !last) throw new NotFound('rollout', id);
+    this.folds.remember(streamId, { version: last.streamVersion, hash: last.hash, state });
+    return view(state, last.position);
   }
 
   async events(id: string) {
@@ -227,6 +254,11 @@ export class RolloutsService {
 
   list(filter: RolloutListFilter) {
     return this.repo.list(filter);
+  }
+
+  /** A page of the list as the JSON text of its items (see `RolloutsRepository.listPage`). */
+  listPage(filter: RolloutListFilter) {
+    return this.repo.listPage(filter);
   }
 }
 

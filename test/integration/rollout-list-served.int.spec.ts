@@ -147,3 +147,58 @@ describe('the rollout list timestamps', () => {
     }
   });
 });
+
+describe('the rollout list as JSON text', () => {
+  it('is, byte for byte, what JSON.stringify gives for the stored values, however odd the text', async () => {
+    const r = replica();
+    const table = summaryTable(await r.projections.activeVersion(ROLLOUT_SUMMARY));
+    const id = randomUUID();
+    // Quotes, backslashes, escaped control characters (Postgres text holds no NUL), DEL, U+2028, non-BMP, a slash.
+    const odd = `"quoted" \\ back\\slash / \b\f\n\r\t \u0001\u0002\u001f \u007f \u2028 é ✓ 😀 </script>`;
+    await sql`insert into ${sql.table(table)}
+                (rollout_id, title, scope, environment, products, status, plan_revision,
+                 steps_planned, steps_completed, rollbacks, created_by, created_at, started_at,
+                 updated_at, version, last_position)
+              values (${id}, ${odd}, null, 'odd-env', ${['odd-product', odd]}::text[], 'in_progress',
+                      2, 7, 3, 1, ${odd}, '2033-05-06T07:08:09.123456Z', '2033-05-06T07:08:10Z',
+                      '2033-05-06T07:08:11.5Z', 9007199254740991, 42)`.execute(tdb.handle.db);
+    const page = await r.rollouts.listPage({ limit: 1, product: 'odd-product' });
+    const s = await tdb.handle.db
+      .selectFrom(table as 'rollout_summary_v1')
+      .selectAll()
+      .where('rollout_id', '=', id)
+      .executeTakeFirstOrThrow();
+    const iso = (d: Date | null) => (d ? d.toISOString() : null);
+    // As the list answered before Postgres built its JSON: the row's values, mapped, serialised.
+    const expected = JSON.stringify([
+      {
+        id: s.rollout_id,
+        title: s.title,
+        scope: s.scope,
+        environment: s.environment,
+        products: s.products,
+        status: s.status,
+        planRevision: s.plan_revision,
+        stepsPlanned: s.steps_planned,
+        stepsCompleted: s.steps_completed,
+        rollbacks: s.rollbacks,
+        createdBy: s.created_by,
+        createdAt: iso(s.created_at),
+        startedAt: iso(s.started_at),
+        completedAt: iso(s.completed_at),
+        abortedAt: iso(s.aborted_at),
+        updatedAt: iso(s.updated_at),
+        version: s.version,
+        lastPosition: s.last_position,
+      },
+    ]);
+    expect(page.itemsJson).toBe(expected);
+    expect(page).toMatchObject({ count: 1, last: { createdAt: '2033-05-06T07:08:09.123Z', id } });
+    expect((await r.rollouts.list({ limit: 1, product: 'odd-product' }))[0]?.title).toBe(odd);
+  });
+
+  it('is an empty array, with no last row, when nothing matches', async () => {
+    const page = await replica().rollouts.listPage({ limit: 50, product: 'no-such-product' });
+    expect(page).toEqual({ itemsJson: '[]', count: 0, last: undefined });
+  });
+});

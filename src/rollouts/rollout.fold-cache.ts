@@ -1,0 +1,79 @@
+import type { FoldEvent } from '../event-store/event-store.types.js';
+import type { RecordedRolloutEvent } from './rollout.events.js';
+import { evolve, foldRollout, type RolloutState } from './rollout.state.js';
+
+/** Folded rollouts remembered per process (a few KB each: the plan and what happened to it). */
+export const FOLD_CACHE_SIZE = 5_000;
+
+/** A rollout folded up to an event of its stream: that event's version and hash. */
+export interface CachedFold {
+  version: number;
+  hash: string;
+  state: RolloutState;
+}
+
+/**
+ * Folded states of recently read rollouts by stream id, least recently used dropped first. Never
+ * served on its own: a reader reads the stream from the cached version on, in one statement, and
+ * folds only what follows (`continueFold`), so an event appended meanwhile (by any replica) is
+ * always in the answer. States are shared between readers: `evolve` never changes one in place,
+ * and nothing else may.
+ */
+export class FoldCache {
+  private readonly folds = new Map<string, CachedFold>();
+
+  constructor(private readonly capacity = FOLD_CACHE_SIZE) {}
+
+  get(streamId: string): CachedFold | undefined {
+    return this.folds.get(streamId);
+  }
+
+  /** Keeps the fold, unless a fold further along is already kept (a slower concurrent read). */
+  remember(streamId: string, fold: CachedFold): void {
+    const kept = this.folds.get(streamId);
+    if (kept && kept.version > fold.version) return;
+    this.folds.delete(streamId);
+    this.folds.set(streamId, fold);
+    if (this.folds.size > this.capacity) {
+      const oldest = this.folds.keys().next().value;
+      if (oldest !== undefined) this.folds.delete(oldest);
+    }
+  }
+
+  forget(streamId: string): void {
+    this.folds.delete(streamId);
+  }
+
+  get size(): number {
+    return this.folds.size;
+  }
+}
+
+const recorded = (e: FoldEvent): RecordedRolloutEvent =>
+  ({
+    type: e.type,
+    data: e.data,
+    streamVersion: e.streamVersion,
+    recordedAt: e.recordedAt,
+  }) as RecordedRolloutEvent;
+
+/** The state after a whole stream read from version 0 (`EventStore.readStreamFrom`). */
+export function foldEvents(id: string, events: readonly FoldEvent[]): RolloutState {
+  return foldRollout(id, events.map(recorded));
+}
+
+/**
+ * The state after `events`, read from `cached.version` on, when they continue the cached fold:
+ * the first is the event the fold ended at (same version, same hash). Undefined when they do not,
+ * i.e. the stream no longer holds that event (a database restored to an earlier point, then
+ * written again): the caller then reads the stream whole.
+ *
+ * @example
+ * const events = await store.readStreamFrom(streamId, cached.version);
+ * const state = continueFold(cached, events) ?? foldEvents(id, await store.readStreamFrom(streamId, 0));
+ */
+export function continueFold(cached: CachedFold, events: readonly FoldEvent[]): RolloutState | undefined {
+  const [head, ...after] = events;
+  if (!head || head.streamVersion !== cached.version || head.hash !== cached.hash) return undefined;
+  return after.reduce((state, e) => evolve(state, recorded(e)), cached.state);
+}

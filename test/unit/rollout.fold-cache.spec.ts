@@ -1,0 +1,92 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import type { FoldEvent } from '../../src/event-store/event-store.types.js';
+import type { RolloutEvent } from '../../src/rollouts/rollout.events.js';
+import { continueFold, FoldCache, foldEvents } from '../../src/rollouts/rollout.fold-cache.js';
+import { foldRollout } from '../../src/rollouts/rollout.state.js';
+import { recorded } from '../support/decider-spec.js';
+import { ev, ROLLOUT_ID } from '../support/rollout-events.js';
+
+/** Events as `EventStore.readStreamFrom(…, from)` gives them: the one at `from` without data. */
+function read(events: RolloutEvent[], from = 0): FoldEvent[] {
+  return recorded(events)
+    .filter((e) => e.streamVersion >= from)
+    .map((e) => ({
+      streamVersion: e.streamVersion,
+      type: e.type,
+      data: e.streamVersion > from ? (e.data as FoldEvent['data']) : null,
+      recordedAt: e.recordedAt,
+      hash: `hash-${e.streamVersion}-${e.type}`,
+      position: e.streamVersion * 10,
+    }));
+}
+
+const stream: RolloutEvent[] = [
+  ev.planned(),
+  ev.approved('alice', 'ship it'),
+  ev.started(),
+  ev.stepStarted('schema'),
+  ev.stepCompleted('schema'),
+  ev.stepStarted('api'),
+  ev.stepFailed('api', 'timeout'),
+  ev.rollbackStarted(),
+  ev.rollbackCompleted(),
+  ev.completed(),
+];
+
+const cachedAt = (events: RolloutEvent[], version: number) => {
+  const head = read(events).find((e) => e.streamVersion === version);
+  if (!head) throw new Error(`no event ${version}`);
+  return { version, hash: head.hash, state: foldEvents(ROLLOUT_ID, read(events.slice(0, version))) };
+};
+
+describe('continueFold', () => {
+  it('gives the state of the whole stream, wherever the cached fold ended', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: stream.length }), (version) => {
+        const cached = cachedAt(stream, version);
+        expect(continueFold(cached, read(stream, version))).toEqual(
+          foldRollout(ROLLOUT_ID, recorded(stream)),
+        );
+      }),
+    );
+  });
+
+  it('answers the cached state itself when nothing was appended since', () => {
+    const cached = cachedAt(stream, stream.length);
+    expect(continueFold(cached, read(stream, stream.length))).toBe(cached.state);
+  });
+
+  it('refuses a stream that no longer holds the event the fold ended at', () => {
+    const cached = cachedAt(stream, 4);
+    // Restored to an earlier point: the stream ends before the cached version.
+    expect(continueFold(cached, read(stream.slice(0, 3), 4))).toBeUndefined();
+    // Restored, then written again: another event at the cached version.
+    const rewritten = [...stream.slice(0, 3), ev.aborted(), ...stream.slice(4)];
+    expect(continueFold(cached, read(rewritten, 4))).toBeUndefined();
+  });
+});
+
+describe('FoldCache', () => {
+  const fold = (version: number) => ({ version, hash: `h${version}`, state: foldEvents(ROLLOUT_ID, []) });
+
+  it('never goes back to an earlier fold of a stream (a slower concurrent read)', () => {
+    const cache = new FoldCache();
+    cache.remember('rollout-a', fold(5));
+    cache.remember('rollout-a', fold(3));
+    expect(cache.get('rollout-a')?.version).toBe(5);
+    cache.remember('rollout-a', fold(6));
+    expect(cache.get('rollout-a')?.version).toBe(6);
+  });
+
+  it('keeps at most its capacity, dropping the least recently remembered', () => {
+    const cache = new FoldCache(2);
+    cache.remember('rollout-a', fold(1));
+    cache.remember('rollout-b', fold(1));
+    cache.remember('rollout-a', fold(2));
+    cache.remember('rollout-c', fold(1));
+    expect(cache.size).toBe(2);
+    expect(cache.get('rollout-b')).toBeUndefined();
+    expect(cache.get('rollout-a')?.version).toBe(2);
+  });
+});
