@@ -327,7 +327,7 @@ async function round(db: string, backlogEvents: number): Promise<Measured> {
     } finally {
       await server.stop();
     }
-    const samples = (await watch.stop()).filter(([, p]) => p > before.position);
+    const samples = (await watch.stop()).samples.filter(([, p]) => p > before.position);
     const first = samples[0];
     const last = samples.at(-1);
     if (!first || !last || last[0] <= first[0])

@@ -13,46 +13,101 @@ const NAME = 'sequencer';
 /** Pause between two reads of the ledger head: the resolution of "when a position was visible". */
 const WATCH_MS = 5;
 
+/** A transaction that held the cluster's snapshot xmin (and so the sequencer) for a while. */
+export interface XminHold {
+  /** Epoch ms of the first read that saw it, and how long the xmin stayed at its id. */
+  at: number;
+  ms: number;
+  /** Its database, whether that is the bench's, and what it ran (from pg_stat_activity). */
+  database: string;
+  ours: boolean;
+  activity: string;
+}
+
+/** An xmin unmoved this long is looked up in pg_stat_activity once. */
+const HOLD_LOOKUP_MS = 100;
+
 /**
  * Reads the ledger head (`sequencer_state.position`, committed by the sequencer with the entries)
- * every few milliseconds on a connection of its own, and keeps (epoch ms, head) whenever it moves:
- * when each position became visible to readers, to within one read.
+ * and the cluster's snapshot xmin every few milliseconds on a connection of its own, and keeps
+ * (epoch ms, head) whenever the head moves and (epoch ms, xmin) whenever the xmin moves: when each
+ * position became visible to readers, and when each transaction's events became sequenceable
+ * (every older transaction ended), to within one read. An xmin that stays put for
+ * `HOLD_LOOKUP_MS` is looked up once: which transaction, in which database, held it.
  */
 export function watchHead(db: string) {
   const client = new pg.Client({ connectionString: dbUrl(db) });
   const samples: [number, number][] = [];
+  const xmins: [number, bigint][] = [];
+  const holds: XminHold[] = [];
   let stopped = false;
   const done = (async () => {
     await client.connect();
     let last = -1;
+    let lastXmin = -1n;
+    let xminSince = 0;
+    let hold: XminHold | undefined;
     while (!stopped) {
-      const { rows } = await client.query<{ position: string }>(
-        'select position from sequencer_state where id = 1',
+      const { rows } = await client.query<{ position: string; xmin: string }>(
+        'select position, pg_snapshot_xmin(pg_current_snapshot())::text as xmin from sequencer_state where id = 1',
       );
       const at = Date.now();
       const position = Number(rows[0]?.position ?? 0);
+      const xmin = BigInt(rows[0]?.xmin ?? 0);
       if (position !== last) samples.push([at, position]);
+      if (xmin !== lastXmin) {
+        xmins.push([at, xmin]);
+        if (hold) hold.ms = at - hold.at;
+        hold = undefined;
+        xminSince = at;
+      } else if (!hold && at - xminSince >= HOLD_LOOKUP_MS) {
+        // No row when nothing at all is running (the xmin is then the next id): not a hold.
+        const { rows: who } = await client.query<{ database: string; ours: boolean; activity: string }>(
+          `select datname as database, datname = current_database() as ours,
+                  concat_ws(' | ', state, wait_event, left(regexp_replace(query, '\\s+', ' ', 'g'), 80)) as activity
+           from pg_stat_activity where backend_xid::text = $1 limit 1`,
+          // backend_xid is the 32-bit xid; the snapshot's is the 64-bit xid8 (epoch and xid).
+          [String(xmin % 4294967296n)],
+        );
+        if (who[0]) {
+          hold = { at: xminSince, ms: at - xminSince, ...who[0] };
+          holds.push(hold);
+        }
+      }
       last = position;
+      lastXmin = xmin;
       await sleep(WATCH_MS);
     }
     await client.end();
   })();
   return {
-    stop: async (): Promise<[number, number][]> => {
+    stop: async (): Promise<{
+      samples: [number, number][];
+      xmins: [number, bigint][];
+      holds: XminHold[];
+    }> => {
       stopped = true;
       await done;
-      return samples;
+      return { samples, xmins, holds };
     },
   };
 }
 
 /** The first time the head was seen at or past `position` (samples ascend in both). */
 function visibleAt(samples: readonly [number, number][], position: number): number | undefined {
+  return firstAtLeast(samples, position);
+}
+
+/** The first sample whose value is at least `value` (samples ascend in both time and value). */
+function firstAtLeast<T extends number | bigint>(
+  samples: readonly [number, T][],
+  value: T,
+): number | undefined {
   let lo = 0;
   let hi = samples.length;
   while (lo < hi) {
     const mid = (lo + hi) >> 1;
-    if ((samples[mid] as [number, number])[1] >= position) hi = mid;
+    if ((samples[mid] as [number, T])[1] >= value) hi = mid;
     else lo = mid + 1;
   }
   return samples[lo]?.[0];
@@ -106,26 +161,56 @@ export async function sequencer(args: Map<string, string>): Promise<void> {
   } finally {
     await server.stop();
   }
-  const samples = await watch.stop();
-  const lastPositions = await adminQuery<{ stream_id: string; position: string }>(
-    `select e.stream_id, max(l.position) as position
+  const { samples, xmins, holds } = await watch.stop();
+  const lastPositions = await adminQuery<{ stream_id: string; position: string; tx_id: string }>(
+    `select e.stream_id, max(l.position) as position, max(e.tx_id::text::numeric)::text as tx_id
      from ledger l join event e on e.id = l.event_row_id group by e.stream_id`,
     [],
     db,
   );
-  const positionOf = new Map(lastPositions.map((r) => [r.stream_id, Number(r.position)]));
+  const ofStream = new Map(
+    lastPositions.map((r) => [r.stream_id, { position: Number(r.position), txId: BigInt(r.tx_id) }]),
+  );
   const lags: number[] = [];
-  const series: [number, number][] = [];
+  // The lag in two parts: until every older transaction had ended (the xmin rule), then until the
+  // sequencer had made the position visible (its wake-up, its batch, its commit).
+  const xminWaits: number[] = [];
+  const pickUps: number[] = [];
+  const series: [number, number, number][] = [];
+  const heldByOthers: number[] = [];
+  const notHeldByOthers: number[] = [];
   for (const [streamId, ackedAt] of load.acks ?? []) {
-    const position = positionOf.get(streamId);
-    const seen = position === undefined ? undefined : visibleAt(samples, position);
-    if (seen === undefined) throw new Error(`${streamId}: never seen in the ledger`);
+    const stream = ofStream.get(streamId);
+    const seen = stream === undefined ? undefined : visibleAt(samples, stream.position);
+    if (stream === undefined || seen === undefined) throw new Error(`${streamId}: never seen in the ledger`);
+    const sequenceable = Math.min(seen, Math.max(ackedAt, firstAtLeast(xmins, stream.txId + 1n) ?? seen));
     lags.push(seen - ackedAt);
-    series.push([ackedAt, seen - ackedAt]);
+    xminWaits.push(sequenceable - ackedAt);
+    pickUps.push(seen - sequenceable);
+    series.push([ackedAt, seen - ackedAt, sequenceable - ackedAt]);
+    // Held back by a transaction of another database on the same server: the xmin is the
+    // cluster's, so their long transactions (CREATE/DROP DATABASE waits for a checkpoint) count.
+    if (holds.some((h) => !h.ours && h.at < sequenceable && h.at + h.ms > ackedAt))
+      heldByOthers.push(seen - ackedAt);
+    else notHeldByOthers.push(seen - ackedAt);
   }
-  // Every append's (ack time, lag), to see whether the tail is spread out or a few stalls.
+  const firstAck = load.acks?.[0]?.[1] ?? 0;
+  const lastAck = load.acks?.at(-1)?.[1] ?? 0;
+  const loadHolds = holds.filter((h) => h.at + h.ms >= firstAck && h.at <= lastAck);
+  const describeHolds = (list: XminHold[]) => {
+    const longest = list.reduce<XminHold | undefined>((a, h) => (a && a.ms >= h.ms ? a : h), undefined);
+    return longest
+      ? `${list.length}, longest ${count(longest.ms)} ms (${longest.database}: ${longest.activity})`
+      : 'none';
+  };
+  // Every append's (ack time, lag, of which waiting for xmin), to see whether the tail is spread
+  // out or a few stalls, and which part it is.
   mkdirSync('bench-output', { recursive: true });
   writeFileSync(`bench-output/${NAME}-lags-batch${batch}.json`, JSON.stringify(series));
+  writeFileSync(
+    `bench-output/${NAME}-watch-batch${batch}.json`,
+    JSON.stringify({ heads: samples, xmins: xmins.map(([at, x]) => [at, Number(x)]), holds }),
+  );
   // The older measure, for comparison with earlier runs: from the append's recorded_at (taken
   // before its INSERT, so it includes the append's own commit) to the sequencer transaction's start.
   const [recorded] = await adminQuery<{ p50: number; p99: number }>(
@@ -148,7 +233,7 @@ export async function sequencer(args: Map<string, string>): Promise<void> {
   } finally {
     await server2.stop();
   }
-  const samples2 = (await watch2.stop()).filter(([, p]) => p > before.head);
+  const samples2 = (await watch2.stop()).samples.filter(([, p]) => p > before.head);
   const first = samples2[0];
   const last = samples2.at(-1);
   if (!first || !last || last[0] <= first[0]) throw new Error('the backlog was sequenced in one batch');
@@ -194,6 +279,27 @@ export async function sequencer(args: Map<string, string>): Promise<void> {
     },
     { figure: '  lag commit → position visible, p99', value: percentile(lags, 99), unit: 'ms', command: cmd },
     { figure: '  lag commit → position visible, max', value: Math.max(...lags), unit: 'ms', command: cmd },
+    {
+      figure: '  of which waiting for older transactions (xmin), p50 / p99',
+      value: percentile(xminWaits, 99),
+      unit: 'ms (p99)',
+      command: cmd,
+      note: `p50 ${count(percentile(xminWaits, 50))} ms, max ${count(Math.max(...xminWaits))} ms: from the ack until the snapshot xmin (read with the head) passed the append's transaction (every older transaction of the server had ended, the sequencer's own open batch included)`,
+    },
+    {
+      figure: '  of which the sequencer, after xmin, p50 / p99',
+      value: percentile(pickUps, 99),
+      unit: 'ms (p99)',
+      command: cmd,
+      note: `p50 ${count(percentile(pickUps, 50))} ms, max ${count(Math.max(...pickUps))} ms: from then until the head covering the append was visible (wake-up, batch, commit)`,
+    },
+    {
+      figure: '  lag p99 of appends not held back by another database',
+      value: percentile(notHeldByOthers, 99),
+      unit: 'ms',
+      command: cmd,
+      note: `${count(heldByOthers.length)} of ${count(lags.length)} appends waited on the xmin while a transaction of another database on this server held it (their p99 ${count(percentile(heldByOthers, 99))} ms). Held ≥ ${HOLD_LOOKUP_MS} ms during the load by other databases: ${describeHolds(loadHolds.filter((h) => !h.ours))}; by this one (appends, the sequencer's and projections' own transactions): ${describeHolds(loadHolds.filter((h) => h.ours))}`,
+    },
     {
       figure: '  lag recorded_at → sequencer tx start, p50 / p99',
       value: recorded?.p99 ?? Number.NaN,

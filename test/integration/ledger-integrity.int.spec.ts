@@ -382,3 +382,69 @@ describe(`signing key rotation and logical restore (${BACKEND})`, () => {
     expect(await ledger.verify()).toMatchObject({ ok: true, verifiedThrough: before + 2 });
   });
 });
+
+describe(`sequencers running at once (${BACKEND})`, () => {
+  let db: TestDatabase;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+  });
+  afterAll(() => db?.drop());
+
+  it('give every event exactly one position, with no gap, however their batches interleave', async () => {
+    // A leader that lost its lock while a batch was in flight, and whoever took over: each batch
+    // moves the cursor only from where it read it, so an interleaved one writes nothing and
+    // reads again.
+    const handles = onPostgres ? await Promise.all([1, 2, 3].map(() => db.reopen(2))) : [db.handle];
+    const sequencers = handles.map((h) => new LedgerRepository(h));
+    const store = new EventStore(onPostgres ? await db.reopen(8) : db.handle);
+    const total = 600;
+    let appended = 0;
+    const appending = Promise.all(
+      Array.from({ length: 6 }, async (_, w) => {
+        for (let i = 0; i < total / 6; i++) {
+          await store.append(`seq-race-${w}-${i % 5}`, [
+            { type: 'Recorded', data: { w, i }, metadata: {} },
+            { type: 'Recorded', data: { w, i, second: true }, metadata: {} },
+          ]);
+          appended += 2;
+        }
+      }),
+    );
+    let done = false;
+    void appending.finally(() => {
+      done = true;
+    });
+    const positions: number[] = [];
+    await Promise.all(
+      [...sequencers, ...sequencers].map(async (repo, k) => {
+        for (;;) {
+          const finished = done;
+          const { entries } = await repo.sequenceBatch(7 + k);
+          positions.push(...entries.map((e) => e.position));
+          if (finished && entries.length === 0) return;
+        }
+      }),
+    );
+    await appending;
+    expect(appended).toBe(total * 2);
+    expect(positions).toHaveLength(total * 2);
+    expect(new Set(positions).size).toBe(total * 2);
+    const { rows } = await sql<{ n: string; lo: string; hi: string; events: string }>`
+      select count(*)::text as n, min(position)::text as lo, max(position)::text as hi,
+             count(distinct event_row_id)::text as events from ledger`.execute(db.handle.db);
+    expect(rows[0]).toEqual({
+      n: String(total * 2),
+      lo: '1',
+      hi: String(total * 2),
+      events: String(total * 2),
+    });
+    // And the chain links up across the interleaved batches.
+    const entries = await sequencers[0]?.read(0, total * 2 + 1);
+    let prev = GENESIS_HASH;
+    for (const e of entries ?? []) {
+      expect(e.prevHash).toBe(prev);
+      prev = e.hash;
+    }
+    expect(entries).toHaveLength(total * 2);
+  }, 60_000);
+});
