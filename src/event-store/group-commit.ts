@@ -50,7 +50,7 @@ const MAX_BATCH = 64;
  * and while it is open the sequencer cannot give a position to anything committed after it
  * began: a cap on its size is a cap on that wait.
  */
-const MAX_BATCH_EVENTS = 500;
+const MAX_BATCH_EVENTS = 250;
 
 /**
  * Group commit. While `MAX_IN_FLIGHT` calls are out, further appends queue, and the next free
