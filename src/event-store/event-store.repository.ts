@@ -112,6 +112,14 @@ export class EventStore {
       .leftJoin('ledger as l', 'l.event_row_id', 'e.id')
       .select(['e.stream_version', 'e.type', 'e.hash', 'l.position'])
       .select(sql<Json | null>`case when e.stream_version > ${p.fromVersion} then e.data end`.as('data'))
+      // The canonical text's length (read from its header, never decompressed); jsonb's own
+      // size for events stored before that text existed.
+      .select(
+        sql<number>`case when e.stream_version > ${p.fromVersion}
+                    then coalesce(octet_length(e.data_jcs), octet_length(e.data::text)) else 0 end`.as(
+          'data_bytes',
+        ),
+      )
       .select(isoText('e.recorded_at').as('recorded_at_iso'))
       .where('e.stream_id', '=', p.streamId)
       .where('e.stream_version', '>=', p.fromVersion)
@@ -411,6 +419,7 @@ export class EventStore {
       streamVersion: r.stream_version,
       type: r.type,
       data: r.data,
+      dataBytes: Number(r.data_bytes),
       recordedAt: r.recorded_at_iso,
       hash: r.hash,
       position: r.position,

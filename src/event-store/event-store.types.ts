@@ -53,6 +53,8 @@ export interface FoldEvent {
   type: string;
   /** Null for the event the read started at (it is only checked, by its hash). */
   data: Json | null;
+  /** The size of `data` as stored JSON text, in bytes (0 when `data` is null). */
+  dataBytes: number;
   recordedAt: string;
   hash: string;
   /** Its ledger position, null until sequenced. */

@@ -141,7 +141,10 @@ export class LedgerRepository {
           update sequencer_state
           set position = ${head.position}, head_hash = ${head.hash},
               tx_id = ${last.tx_id}::xid8, event_row_id = ${last.id}
-          where id = 1 and position = ${state.position}
+          -- The whole cursor, not the position alone: a rebase after a restore moves tx_id and
+          -- event_row_id without the position, and a batch read before it must not undo that.
+          where id = 1 and position = ${state.position} and head_hash = ${state.head_hash}
+            and tx_id = ${state.tx_id}::xid8 and event_row_id = ${state.event_row_id}
           returning 1
         ), inserted as (
           insert into ledger (position, event_row_id, prev_hash, hash)

@@ -2,14 +2,31 @@ import type { FoldEvent } from '../event-store/event-store.types.js';
 import type { RecordedRolloutEvent } from './rollout.events.js';
 import { evolve, foldRollout, type RolloutState } from './rollout.state.js';
 
-/** Folded rollouts remembered per process (a few KB each: the plan and what happened to it). */
+/** Folded rollouts remembered per process, at most. */
 export const FOLD_CACHE_SIZE = 5_000;
+/**
+ * And at most this many bytes of event data folded into them (a state keeps every readback and
+ * verification it was given, up to the body limit each): a few heavy rollouts must not hold a
+ * replica's memory. A fold of more than a sixteenth of it is never kept.
+ */
+export const FOLD_CACHE_BYTES = 64 * 1024 * 1024;
+/** What an event adds to a state besides its data (keys, dates, the event's own fields). */
+const EVENT_OVERHEAD_BYTES = 256;
 
 /** A rollout folded up to an event of its stream: that event's version and hash. */
 export interface CachedFold {
   version: number;
   hash: string;
   state: RolloutState;
+  /** The data folded into it, as stored JSON text, plus a fixed overhead per event. */
+  bytes: number;
+}
+
+/** What folding these events adds to a state, in bytes, as `CachedFold.bytes` counts them. */
+export function foldBytes(events: readonly FoldEvent[]): number {
+  let bytes = 0;
+  for (const e of events) bytes += e.dataBytes + EVENT_OVERHEAD_BYTES;
+  return bytes;
 }
 
 /**
@@ -21,31 +38,49 @@ export interface CachedFold {
  */
 export class FoldCache {
   private readonly folds = new Map<string, CachedFold>();
+  private totalBytes = 0;
 
-  constructor(private readonly capacity = FOLD_CACHE_SIZE) {}
+  constructor(
+    private readonly capacity = FOLD_CACHE_SIZE,
+    private readonly maxBytes = FOLD_CACHE_BYTES,
+  ) {}
 
   get(streamId: string): CachedFold | undefined {
     return this.folds.get(streamId);
   }
 
-  /** Keeps the fold, unless a fold further along is already kept (a slower concurrent read). */
+  /**
+   * Keeps the fold, unless a fold further along is already kept (a slower concurrent read), or
+   * it is too large to keep (then no fold of that stream is kept).
+   */
   remember(streamId: string, fold: CachedFold): void {
     const kept = this.folds.get(streamId);
     if (kept && kept.version > fold.version) return;
-    this.folds.delete(streamId);
+    this.forget(streamId);
+    if (fold.bytes > this.maxBytes / 16) return;
     this.folds.set(streamId, fold);
-    if (this.folds.size > this.capacity) {
+    this.totalBytes += fold.bytes;
+    while (this.folds.size > this.capacity || this.totalBytes > this.maxBytes) {
       const oldest = this.folds.keys().next().value;
-      if (oldest !== undefined) this.folds.delete(oldest);
+      if (oldest === undefined) break;
+      this.forget(oldest);
     }
   }
 
   forget(streamId: string): void {
+    const kept = this.folds.get(streamId);
+    if (!kept) return;
     this.folds.delete(streamId);
+    this.totalBytes -= kept.bytes;
   }
 
   get size(): number {
     return this.folds.size;
+  }
+
+  /** The bytes the kept folds count (`CachedFold.bytes`). */
+  get bytes(): number {
+    return this.totalBytes;
   }
 }
 

@@ -9,7 +9,7 @@ import { canonicalJson } from '../ledger/hashing.js';
 import { MetricsService } from '../metrics/metrics.service.js';
 import { decide, type RolloutCommand } from './rollout.decide.js';
 import { type EventMetadata, type RecordedRolloutEvent, rolloutStreamId } from './rollout.events.js';
-import { continueFold, FoldCache, foldEvents } from './rollout.fold-cache.js';
+import { continueFold, FoldCache, foldBytes, foldEvents } from './rollout.fold-cache.js';
 import { missingPlanParts, type Plan } from './rollout.plan.js';
 import { evolve, foldRollout, type RolloutState } from './rollout.state.js';
 import { type RolloutListFilter, RolloutsRepository } from './rollouts.repository.js';
@@ -222,6 +222,7 @@ export class RolloutsService {
     const cached = this.folds.get(streamId);
     let events = await this.store.readStreamFrom(streamId, cached?.version ?? 0);
     let state = cached && continueFold(cached, events);
+    let bytes = cached && state ? cached.bytes + foldBytes(events.slice(1)) : 0;
     if (!state) {
       if (cached) {
         // The stream no longer holds the event the fold ended at: fold it anew, whole.
@@ -229,10 +230,11 @@ export class RolloutsService {
         events = await this.store.readStreamFrom(streamId, 0);
       }
       state = foldEvents(id, events);
+      bytes = foldBytes(events);
     }
     const last = events.at(-1);
     if (!state.exists || !last) throw new NotFound('rollout', id);
-    this.folds.remember(streamId, { version: last.streamVersion, hash: last.hash, state });
+    this.folds.remember(streamId, { version: last.streamVersion, hash: last.hash, state, bytes });
     return view(state, last.position);
   }
 

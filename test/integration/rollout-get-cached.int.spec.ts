@@ -106,4 +106,21 @@ describe('GET /:id with folded rollouts cached', () => {
     expect(first).toMatchObject({ version: 1, status: 'planned' });
     expect(await here.get(id)).toMatchObject({ version: 2, status: 'in_progress' });
   });
+
+  it('reads each event with the size of its stored data, which bounds the cache', async () => {
+    const here = replica();
+    const { id } = await here.create(plan, ctx('sized'));
+    const store = new EventStore(tdb.handle);
+    const [planned] = await store.readStreamFrom(`rollout-${id}`, 0);
+    const stored = await tdb.handle.db
+      .selectFrom('event')
+      .select(['data_jcs'])
+      .where('stream_id', '=', `rollout-${id}`)
+      .executeTakeFirstOrThrow();
+    expect(planned?.dataBytes).toBe(Buffer.byteLength(stored.data_jcs ?? ''));
+    expect(planned?.dataBytes).toBeGreaterThan(100);
+    // The event a read starts at is only checked by its hash: no data, no size.
+    const [head] = await store.readStreamFrom(`rollout-${id}`, 1);
+    expect(head).toMatchObject({ streamVersion: 1, data: null, dataBytes: 0 });
+  });
 });
