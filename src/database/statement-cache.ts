@@ -1,7 +1,10 @@
 import { type Compilable, CompiledQuery } from 'kysely';
 
-/** Placeholder values start with a NUL, which no text a statement is given can hold in Postgres. */
-const MARK = '\u0000';
+/**
+ * Placeholder values: a NUL (which no text a statement is given can hold in Postgres), a capital
+ * letter (so that a builder changing the value's case is caught too), the value's name.
+ */
+const MARK = '\u0000P';
 
 interface Shape {
   sql: string;
@@ -33,6 +36,15 @@ export class StatementCache<P extends Record<string, unknown>, R = unknown> {
   /** The statement for these values; `shape` names what else its SQL depends on (a table name…). */
   compile(shape: string, params: P): CompiledQuery<R> {
     const keys = Object.keys(params).filter((k) => params[k] !== undefined);
+    for (const k of keys) {
+      const v = params[k];
+      // An array or object may compile to something else than one parameter (`in (…)`, a JSON
+      // value, an expression): only what binds as one value as it is.
+      if (typeof v === 'object' && v !== null && !(v instanceof Date))
+        throw new TypeError(
+          `statement value ${k}: only strings, numbers, booleans and dates bind as one parameter`,
+        );
+    }
     const key = `${shape}|${keys.join(',')}`;
     let compiled = this.shapes.get(key);
     if (!compiled) {
@@ -57,10 +69,14 @@ export class StatementCache<P extends Record<string, unknown>, R = unknown> {
     const slots = compiled.parameters.map((p) =>
       typeof p === 'string' && p.startsWith(MARK) ? p.slice(MARK.length) : undefined,
     );
+    // A placeholder the builder altered (its case, a suffix) is bound nowhere: refuse the shape.
+    const altered = compiled.parameters.some(
+      (p, i) => typeof p === 'string' && p.startsWith('\u0000') && p !== `${MARK}${slots[i]}`,
+    );
     // A value the builder changed or left out would be bound wrongly: refuse the shape instead.
     const missing = keys.filter((k) => !slots.includes(k));
     const foreign = slots.filter((s) => s !== undefined && !keys.includes(s));
-    if (missing.length > 0 || foreign.length > 0 || compiled.sql.includes(MARK)) {
+    if (missing.length > 0 || foreign.length > 0 || altered || compiled.sql.includes('\u0000')) {
       throw new Error(
         `statement not compilable once: values not passed as parameters (${missing.join(', ')})`,
       );

@@ -64,4 +64,18 @@ describe('StatementCache', () => {
     );
     expect(() => cache.compile('', { q: 'x' })).toThrow(/not passed as parameters \(q\)/);
   });
+
+  it('refuses a builder that changes a value but keeps it a parameter (its case)', () => {
+    const cache = new StatementCache((p: { [key: string]: unknown; type: string }) =>
+      db.selectFrom('event').select('type').where('type', '=', p.type.toLowerCase()),
+    );
+    expect(() => cache.compile('', { type: 'Planned' })).toThrow(/not compilable once/);
+  });
+
+  it('refuses values that do not bind as one parameter (an array for `in`)', () => {
+    const cache = new StatementCache((p: { [key: string]: unknown; types: string[] }) =>
+      db.selectFrom('event').select('type').where('type', 'in', p.types),
+    );
+    expect(() => cache.compile('', { types: ['a', 'b'] })).toThrow(/types: only strings, numbers/);
+  });
 });
