@@ -85,7 +85,7 @@ export class LedgerRepository {
    * has ended, so no event can commit later with a smaller (tx_id, id) than one already read.
    *
    * Read, hash, then one statement that moves the cursor only if it is still where it was read
-   * (compare-and-set on the position) and inserts the entries only if it did. The read and the
+   * (compare-and-set on the whole cursor) and inserts the entries only if it did. The read and the
    * hashing hold no transaction open, so a batch is three statements instead of a six-statement
    * transaction, and its transaction id exists for the write alone. A cursor moved meanwhile
    * (two sequencers at once) writes nothing and the batch is read again from the new cursor;

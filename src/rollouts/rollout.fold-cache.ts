@@ -92,23 +92,40 @@ const recorded = (e: FoldEvent): RecordedRolloutEvent =>
     recordedAt: e.recordedAt,
   }) as RecordedRolloutEvent;
 
-/** The state after a whole stream read from version 0 (`EventStore.readStreamFrom`). */
-export function foldEvents(id: string, events: readonly FoldEvent[]): RolloutState {
-  return foldRollout(id, events.map(recorded));
+/**
+ * The fold of a whole stream read from version 0 (`EventStore.readStreamFrom`), ending at its last
+ * event (at version 0 and no hash for a stream with none).
+ */
+export function foldEvents(id: string, events: readonly FoldEvent[]): CachedFold {
+  const last = events.at(-1);
+  return {
+    version: last?.streamVersion ?? 0,
+    hash: last?.hash ?? '',
+    state: foldRollout(id, events.map(recorded)),
+    bytes: foldBytes(events),
+  };
 }
 
 /**
- * The state after `events`, read from `cached.version` on, when they continue the cached fold:
+ * The fold after `events`, read from `cached.version` on, when they continue the cached fold:
  * the first is the event the fold ended at (same version, same hash). Undefined when they do not,
  * i.e. the stream no longer holds that event (a database restored to an earlier point, then
- * written again): the caller then reads the stream whole.
+ * written again): the caller then reads the stream whole. Nothing appended since: the cached
+ * fold itself.
  *
  * @example
  * const events = await store.readStreamFrom(streamId, cached.version);
- * const state = continueFold(cached, events) ?? foldEvents(id, await store.readStreamFrom(streamId, 0));
+ * const fold = continueFold(cached, events) ?? foldEvents(id, await store.readStreamFrom(streamId, 0));
  */
-export function continueFold(cached: CachedFold, events: readonly FoldEvent[]): RolloutState | undefined {
+export function continueFold(cached: CachedFold, events: readonly FoldEvent[]): CachedFold | undefined {
   const [head, ...after] = events;
   if (!head || head.streamVersion !== cached.version || head.hash !== cached.hash) return undefined;
-  return after.reduce((state, e) => evolve(state, recorded(e)), cached.state);
+  const last = after.at(-1);
+  if (!last) return cached;
+  return {
+    version: last.streamVersion,
+    hash: last.hash,
+    state: after.reduce((state, e) => evolve(state, recorded(e)), cached.state),
+    bytes: cached.bytes + foldBytes(after),
+  };
 }

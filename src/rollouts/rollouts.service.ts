@@ -9,7 +9,7 @@ import { canonicalJson } from '../ledger/hashing.js';
 import { MetricsService } from '../metrics/metrics.service.js';
 import { decide, type RolloutCommand } from './rollout.decide.js';
 import { type EventMetadata, type RecordedRolloutEvent, rolloutStreamId } from './rollout.events.js';
-import { continueFold, FoldCache, foldBytes, foldEvents } from './rollout.fold-cache.js';
+import { continueFold, FoldCache, foldEvents } from './rollout.fold-cache.js';
 import { missingPlanParts, type Plan } from './rollout.plan.js';
 import { evolve, foldRollout, type RolloutState } from './rollout.state.js';
 import { type RolloutListFilter, RolloutsRepository } from './rollouts.repository.js';
@@ -221,21 +221,19 @@ export class RolloutsService {
     const streamId = rolloutStreamId(id);
     const cached = this.folds.get(streamId);
     let events = await this.store.readStreamFrom(streamId, cached?.version ?? 0);
-    let state = cached && continueFold(cached, events);
-    let bytes = cached && state ? cached.bytes + foldBytes(events.slice(1)) : 0;
-    if (!state) {
+    let fold = cached && continueFold(cached, events);
+    if (!fold) {
       if (cached) {
         // The stream no longer holds the event the fold ended at: fold it anew, whole.
         this.folds.forget(streamId);
         events = await this.store.readStreamFrom(streamId, 0);
       }
-      state = foldEvents(id, events);
-      bytes = foldBytes(events);
+      fold = foldEvents(id, events);
     }
     const last = events.at(-1);
-    if (!state.exists || !last) throw new NotFound('rollout', id);
-    this.folds.remember(streamId, { version: last.streamVersion, hash: last.hash, state, bytes });
-    return view(state, last.position);
+    if (!fold.state.exists || !last) throw new NotFound('rollout', id);
+    this.folds.remember(streamId, fold);
+    return view(fold.state, last.position);
   }
 
   async events(id: string) {
