@@ -2,6 +2,9 @@ import { readFileSync } from 'node:fs';
 import { validateCronExpression } from 'cron';
 import { z } from 'zod';
 
+/** Group-commit calls in flight per process by default: why one, in event-store/group-commit.ts. */
+export const DEFAULT_CALLS_IN_FLIGHT = 1;
+
 /** A whole number written in plain decimal digits: no blanks, hex, exponents or signs. */
 const intFromEnv = (def: number, min: number, max: number) =>
   z
@@ -148,6 +151,7 @@ export const configSchema = z.object({
     .optional(),
   DATA_DIR: z.string().min(1).default('./data'),
   DB_POOL_MAX: intFromEnv(20, 1, 1000),
+  GROUP_COMMIT_IN_FLIGHT: intFromEnv(DEFAULT_CALLS_IN_FLIGHT, 1, 64),
   ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   SIGNING_KEY_FILE: z.string().min(1).optional(),
   CHECKPOINT_EVERY: intFromEnv(1000, 1, 10_000_000),
@@ -231,6 +235,8 @@ export interface AppConfig {
   dataDir: string;
   adminToken: string | undefined;
   signingKeyFile: string | undefined;
+  /** Group-commit calls to `append_events` one process keeps in flight at once. */
+  groupCommitInFlight: number;
   sequencer: {
     enabled: boolean;
     pollMs: number;
@@ -296,6 +302,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     dataDir: c.DATA_DIR,
     adminToken: c.ADMIN_TOKEN,
     signingKeyFile: c.SIGNING_KEY_FILE,
+    groupCommitInFlight: c.GROUP_COMMIT_IN_FLIGHT,
     sequencer: {
       enabled: c.SEQUENCER_ENABLED,
       pollMs: c.SEQUENCER_POLL_MS,

@@ -7,6 +7,7 @@ import {
   IdempotencyConflict,
   InvalidInput,
 } from '../common/errors.js';
+import { APP_CONFIG, type AppConfig } from '../config/config.js';
 import type { DatabaseHandle } from '../database/database.js';
 import { DATABASE } from '../database/database.module.js';
 import { isoText } from '../database/iso-text.js';
@@ -129,9 +130,10 @@ export class EventStore {
   constructor(
     @Inject(DATABASE) handle: DatabaseHandle,
     @Optional() private readonly signal?: AppendSignal,
+    @Optional() @Inject(APP_CONFIG) config?: Pick<AppConfig, 'groupCommitInFlight'>,
   ) {
     this.db = handle.db;
-    this.committer = new GroupCommitter(this.db);
+    this.committer = new GroupCommitter(this.db, config?.groupCommitInFlight);
   }
 
   /** Group-commit counters: calls to the database and the appends they carried. */

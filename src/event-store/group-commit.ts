@@ -1,4 +1,5 @@
 import { type Kysely, sql } from 'kysely';
+import { DEFAULT_CALLS_IN_FLIGHT } from '../config/config.js';
 import { isConnectionFailure } from '../database/pg-errors.js';
 import type { Database } from '../database/schema.js';
 
@@ -41,8 +42,15 @@ interface Waiting {
   reject: (err: unknown) => void;
 }
 
-/** Calls in flight at once; more wait and go together in the next call. */
-const MAX_IN_FLIGHT = 4;
+/*
+ * Calls in flight at once by default: `DEFAULT_CALLS_IN_FLIGHT` (one), in config.ts so that the
+ * setting and this class share it. More appends wait and go together in the next call. On the
+ * benchmark machine (2 cores shared by Postgres, the service and the load) each call in flight
+ * beyond the first made every event cost more, in Postgres (smaller batches, more backends on the
+ * same cores) and in Node (more round trips): single appends over HTTP at 16 connections went from
+ * about 2,500 to 2,800 events/s, and from 2,840 to 3,290 at 64 (docs/benchmarks.md, session 6).
+ * `GROUP_COMMIT_IN_FLIGHT` raises it where Postgres has cores to spare.
+ */
 /** Appends in one call at most. */
 const MAX_BATCH = 64;
 /**
@@ -53,7 +61,7 @@ const MAX_BATCH = 64;
 const MAX_BATCH_EVENTS = 250;
 
 /**
- * Group commit. While `MAX_IN_FLIGHT` calls are out, further appends queue, and the next free
+ * Group commit. While `maxInFlight` calls are out, further appends queue, and the next free
  * slot sends everything queued (one append per stream; a second one for the same stream waits for
  * the next call) as one `append_events_batch`: one round trip and one commit for all of them.
  * A lone append goes out at once, as a plain `append_events`, so an idle service adds no latency.
@@ -69,7 +77,14 @@ export class GroupCommitter {
   /** Calls sent and appends they carried (for tests and metrics). */
   readonly stats = { calls: 0, appends: 0, batchFallbacks: 0 };
 
-  constructor(private readonly db: Kysely<Database>) {}
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly maxInFlight = DEFAULT_CALLS_IN_FLIGHT,
+  ) {
+    if (!Number.isInteger(maxInFlight) || maxInFlight < 1) {
+      throw new RangeError(`calls in flight must be a whole number ≥ 1, not ${maxInFlight}`);
+    }
+  }
 
   append(call: AppendCall): Promise<AppendCallResult> {
     return new Promise((resolve, reject) => {
@@ -79,7 +94,7 @@ export class GroupCommitter {
   }
 
   private pump(): void {
-    while (this.inFlight < MAX_IN_FLIGHT && this.queue.length > 0) {
+    while (this.inFlight < this.maxInFlight && this.queue.length > 0) {
       const batch = this.take();
       this.inFlight++;
       void this.send(batch).finally(() => {

@@ -345,24 +345,52 @@ describe('group commit', () => {
     for (const s of streams) await expectIntactStream(s, 2);
   });
 
-  it('keeps each call to at most 250 events, so no transaction holds the sequencer back for long', async () => {
-    const fresh = new EventStore(tdb.handle);
-    const streams = Array.from({ length: 10 }, () => newStream('group'));
-    const many = (n: number) => Array.from({ length: 100 }, (_, i) => event(`${n}-${i}`));
-    await Promise.all(streams.map((s, n) => fresh.append(s, many(n), { expectedVersion: 'no_stream' })));
-    // Four go out alone at once; the six queued behind them go two by two (200 events), never
-    // three (300): seven calls. Without the cap the six would have gone as one.
-    expect(fresh.commitStats).toMatchObject({ appends: 10, calls: 7 });
-    const { rows } = await sql<{ n: number }>`
+  // One call in flight (the default): the first goes alone, the nine queued behind it two by two
+  // (200 events), never three (300): six calls. Four in flight: four alone, then three pairs.
+  // Without the cap the queued ones would have gone as one call.
+  it.each([
+    [1, 6],
+    [4, 7],
+  ])(
+    'keeps each call to at most 250 events, so no transaction holds the sequencer back for long (%i in flight)',
+    async (inFlight, calls) => {
+      const fresh = new EventStore(tdb.handle, undefined, { groupCommitInFlight: inFlight });
+      const streams = Array.from({ length: 10 }, () => newStream('group'));
+      const many = (n: number) => Array.from({ length: 100 }, (_, i) => event(`${inFlight}-${n}-${i}`));
+      await Promise.all(streams.map((s, n) => fresh.append(s, many(n), { expectedVersion: 'no_stream' })));
+      expect(fresh.commitStats).toMatchObject({ appends: 10, calls });
+      const { rows } = await sql<{ n: number }>`
       select count(*)::int as n from event where stream_id in (${sql.join(streams)}) group by tx_id`.execute(
-      tdb.handle.db,
-    );
-    expect(Math.max(...rows.map((r) => r.n))).toBeLessThanOrEqual(250);
-    expect(rows.reduce((sum, r) => sum + r.n, 0)).toBe(1000);
+        tdb.handle.db,
+      );
+      expect(Math.max(...rows.map((r) => r.n))).toBeLessThanOrEqual(250);
+      expect(rows.reduce((sum, r) => sum + r.n, 0)).toBe(1000);
+      expect(rows).toHaveLength(calls);
+    },
+  );
+
+  it('has at most the configured number of calls open at once', async () => {
+    // Ten single appends sent together: with N calls in flight, N go out alone and the rest wait
+    // and go as one call, so the count of transactions shows how many were open at once.
+    for (const [inFlight, transactions] of [
+      [1, 2],
+      [3, 4],
+    ] as const) {
+      const fresh = new EventStore(tdb.handle, undefined, { groupCommitInFlight: inFlight });
+      const streams = Array.from({ length: 10 }, () => newStream('group'));
+      await Promise.all(
+        streams.map((s, i) => fresh.append(s, [event(`${inFlight}-${i}`)], { expectedVersion: 'no_stream' })),
+      );
+      const { rows } = await sql<{ n: number }>`
+        select count(distinct tx_id)::int as n from event where stream_id in (${sql.join(streams)})`.execute(
+        tdb.handle.db,
+      );
+      expect({ inFlight, transactions: rows[0]?.n }).toEqual({ inFlight, transactions });
+    }
   });
 
   it('retries each append alone when a call carrying several fails, so one bad append fails alone', async () => {
-    const committer = new GroupCommitter(tdb.handle.db);
+    const committer = new GroupCommitter(tdb.handle.db, 4);
     // Hashed as EventStore would, so the stored chains stay valid for the tests after this one.
     const call = (streamId: string, eventId: string) => {
       const recordedAt = new Date().toISOString();

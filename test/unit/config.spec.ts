@@ -23,6 +23,7 @@ describe('loadConfig', () => {
       adminToken: undefined,
       signingKeyFile: undefined,
       logLevel: 'info',
+      groupCommitInFlight: 1,
       sequencer: { enabled: true },
     });
   });
@@ -36,12 +37,14 @@ describe('loadConfig', () => {
       ADMIN_TOKEN: 'x'.repeat(16),
       SEQUENCER_ENABLED: 'false',
       CHECKPOINT_EVERY: '50',
+      GROUP_COMMIT_IN_FLIGHT: '4',
     });
     expect(config).toMatchObject({
       port: 8080,
       host: '0.0.0.0',
       database: { kind: 'postgres', url: 'postgresql://app@db:5432/ledger', poolMax: 7 },
       adminToken: 'x'.repeat(16),
+      groupCommitInFlight: 4,
       sequencer: { enabled: false, checkpointEvery: 50 },
     });
   });
@@ -71,6 +74,8 @@ describe('loadConfig', () => {
     ['ADMIN_TOKEN', 'short'],
     ['ADMIN_TOKEN', 'x'.repeat(15)],
     ['DB_POOL_MAX', '0'],
+    ['GROUP_COMMIT_IN_FLIGHT', '0'],
+    ['GROUP_COMMIT_IN_FLIGHT', '65'],
     ['SEQUENCER_ENABLED', 'yes'],
     ['LOG_LEVEL', 'verbose'],
   ])('refuses %s=%s with a message naming the variable', (name, value) => {
