@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { loadConfig } from '../../src/config/config.js';
 import { openDatabase } from '../../src/database/database.js';
 import { EventStore } from '../../src/event-store/event-store.repository.js';
 import type { PeerResult } from './emmett.js';
@@ -23,7 +24,8 @@ export async function storeAppends(
   acks = 0,
 ): Promise<PeerResult> {
   const handle = await openDatabase({ database: { kind: 'postgres', url: dbUrl(db), poolMax } });
-  const store = new EventStore(handle);
+  // The service's own setting, from the environment as the service reads it.
+  const store = new EventStore(handle, undefined, loadConfig(process.env));
   const payload = rolloutEvents(rolloutTemplates(), 0, randomUUID()).events[0];
   if (!payload) throw new Error('no template event');
   const makeEvents = () =>

@@ -2,8 +2,8 @@ import { readFileSync } from 'node:fs';
 import { validateCronExpression } from 'cron';
 import { z } from 'zod';
 
-/** Group-commit calls in flight per process by default: why one, in event-store/group-commit.ts. */
-export const DEFAULT_CALLS_IN_FLIGHT = 1;
+/** Group-commit calls in flight per process at most, by default (event-store/group-commit.ts). */
+export const DEFAULT_CALLS_IN_FLIGHT = 4;
 
 /** A whole number written in plain decimal digits: no blanks, hex, exponents or signs. */
 const intFromEnv = (def: number, min: number, max: number) =>

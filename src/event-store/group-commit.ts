@@ -42,15 +42,6 @@ interface Waiting {
   reject: (err: unknown) => void;
 }
 
-/*
- * Calls in flight at once by default: `DEFAULT_CALLS_IN_FLIGHT` (one), in config.ts so that the
- * setting and this class share it. More appends wait and go together in the next call. On the
- * benchmark machine (2 cores shared by Postgres, the service and the load) each call in flight
- * beyond the first made every event cost more, in Postgres (smaller batches, more backends on the
- * same cores) and in Node (more round trips): single appends over HTTP at 16 connections went from
- * about 2,500 to 2,800 events/s, and from 2,840 to 3,290 at 64 (docs/benchmarks.md, session 6).
- * `GROUP_COMMIT_IN_FLIGHT` raises it where Postgres has cores to spare.
- */
 /** Appends in one call at most. */
 const MAX_BATCH = 64;
 /**
@@ -61,10 +52,17 @@ const MAX_BATCH = 64;
 const MAX_BATCH_EVENTS = 250;
 
 /**
- * Group commit. While `maxInFlight` calls are out, further appends queue, and the next free
- * slot sends everything queued (one append per stream; a second one for the same stream waits for
- * the next call) as one `append_events_batch`: one round trip and one commit for all of them.
- * A lone append goes out at once, as a plain `append_events`, so an idle service adds no latency.
+ * Group commit. A lone append goes out at once, as a plain `append_events`, so an idle service adds
+ * no latency. While a call is out, further appends queue, and go together as one
+ * `append_events_batch` when it returns (one append per stream: a second one for the same stream
+ * waits for the next call): one round trip and one commit for all of them.
+ *
+ * Beside a call in flight, another goes out only when a full one has queued (`MAX_BATCH` appends
+ * or `MAX_BATCH_EVENTS` events), which waiting could not make bigger, and only up to `maxInFlight`
+ * (`GROUP_COMMIT_IN_FLIGHT`, default 4) at once. Sending each queued append as soon as a slot was
+ * free made every event cost more on the benchmark machine (2 cores shared by Postgres, the
+ * service and the load): smaller calls, more backends on the same cores, more round trips
+ * (docs/benchmarks.md, session 6). Large appends still overlap, so Postgres's cores all work.
  *
  * Each append keeps its own outcome (appended, moved, seen). Should the batch fail as a whole
  * (an event id reused in another stream meanwhile, a deadlock with an older replica), each of its
@@ -73,9 +71,11 @@ const MAX_BATCH_EVENTS = 250;
  */
 export class GroupCommitter {
   private readonly queue: Waiting[] = [];
+  /** Events of the queued appends. */
+  private queuedEvents = 0;
   private inFlight = 0;
-  /** Calls sent and appends they carried (for tests and metrics). */
-  readonly stats = { calls: 0, appends: 0, batchFallbacks: 0 };
+  /** Calls sent, appends they carried, and the most calls that were out at once (for tests and metrics). */
+  readonly stats = { calls: 0, appends: 0, batchFallbacks: 0, peakInFlight: 0 };
 
   constructor(
     private readonly db: Kysely<Database>,
@@ -89,14 +89,18 @@ export class GroupCommitter {
   append(call: AppendCall): Promise<AppendCallResult> {
     return new Promise((resolve, reject) => {
       this.queue.push({ call, resolve, reject });
+      this.queuedEvents += call.eventCount;
       this.pump();
     });
   }
 
   private pump(): void {
     while (this.inFlight < this.maxInFlight && this.queue.length > 0) {
+      const full = this.queue.length >= MAX_BATCH || this.queuedEvents >= MAX_BATCH_EVENTS;
+      if (this.inFlight > 0 && !full) return;
       const batch = this.take();
       this.inFlight++;
+      this.stats.peakInFlight = Math.max(this.stats.peakInFlight, this.inFlight);
       void this.send(batch).finally(() => {
         this.inFlight--;
         this.pump();
@@ -118,6 +122,7 @@ export class GroupCommitter {
       }
       streams.add(w.call.streamId);
       events += w.call.eventCount;
+      this.queuedEvents -= w.call.eventCount;
       batch.push(w);
       this.queue.splice(i, 1);
     }

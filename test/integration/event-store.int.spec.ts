@@ -345,47 +345,50 @@ describe('group commit', () => {
     for (const s of streams) await expectIntactStream(s, 2);
   });
 
-  // One call in flight (the default): the first goes alone, the nine queued behind it two by two
-  // (200 events), never three (300): six calls. Four in flight: four alone, then three pairs.
-  // Without the cap the queued ones would have gone as one call.
-  it.each([
-    [1, 6],
-    [4, 7],
-  ])(
-    'keeps each call to at most 250 events, so no transaction holds the sequencer back for long (%i in flight)',
-    async (inFlight, calls) => {
-      const fresh = new EventStore(tdb.handle, undefined, { groupCommitInFlight: inFlight });
-      const streams = Array.from({ length: 10 }, () => newStream('group'));
-      const many = (n: number) => Array.from({ length: 100 }, (_, i) => event(`${inFlight}-${n}-${i}`));
-      await Promise.all(streams.map((s, n) => fresh.append(s, many(n), { expectedVersion: 'no_stream' })));
-      expect(fresh.commitStats).toMatchObject({ appends: 10, calls });
-      const { rows } = await sql<{ n: number }>`
+  it('keeps each call to at most 250 events, so no transaction holds the sequencer back for long', async () => {
+    const fresh = new EventStore(tdb.handle);
+    const streams = Array.from({ length: 10 }, () => newStream('group'));
+    const many = (n: number) => Array.from({ length: 100 }, (_, i) => event(`${n}-${i}`));
+    await Promise.all(streams.map((s, n) => fresh.append(s, many(n), { expectedVersion: 'no_stream' })));
+    const { rows } = await sql<{ n: number }>`
       select count(*)::int as n from event where stream_id in (${sql.join(streams)}) group by tx_id`.execute(
-        tdb.handle.db,
-      );
-      expect(Math.max(...rows.map((r) => r.n))).toBeLessThanOrEqual(250);
-      expect(rows.reduce((sum, r) => sum + r.n, 0)).toBe(1000);
-      expect(rows).toHaveLength(calls);
-    },
-  );
+      tdb.handle.db,
+    );
+    // Without the cap the appends queued behind the first would have gone as one call.
+    expect(Math.max(...rows.map((r) => r.n))).toBeLessThanOrEqual(250);
+    expect(rows.reduce((sum, r) => sum + r.n, 0)).toBe(1000);
+    expect(fresh.commitStats).toMatchObject({ appends: 10, calls: rows.length });
+    expect(rows.length).toBeLessThan(10);
+  });
 
-  it('has at most the configured number of calls open at once', async () => {
-    // Ten single appends sent together: with N calls in flight, N go out alone and the rest wait
-    // and go as one call, so the count of transactions shows how many were open at once.
-    for (const [inFlight, transactions] of [
-      [1, 2],
-      [3, 4],
-    ] as const) {
+  it('sends small appends one call at a time, so that they wait for the call out and go together', async () => {
+    const fresh = new EventStore(tdb.handle, undefined, { groupCommitInFlight: 4 });
+    const streams = Array.from({ length: 10 }, () => newStream('group'));
+    await Promise.all(
+      streams.map((s, i) => fresh.append(s, [event(`small-${i}`)], { expectedVersion: 'no_stream' })),
+    );
+    const { rows } = await sql<{ n: number }>`
+      select count(distinct tx_id)::int as n from event where stream_id in (${sql.join(streams)})`.execute(
+      tdb.handle.db,
+    );
+    // The first alone, the nine that queued behind it as one call.
+    expect(rows[0]?.n).toBe(2);
+    expect(fresh.commitStats).toMatchObject({ appends: 10, calls: 2, peakInFlight: 1 });
+  });
+
+  it('lets full calls overlap, up to the configured number at once', async () => {
+    for (const inFlight of [1, 3]) {
       const fresh = new EventStore(tdb.handle, undefined, { groupCommitInFlight: inFlight });
-      const streams = Array.from({ length: 10 }, () => newStream('group'));
-      await Promise.all(
-        streams.map((s, i) => fresh.append(s, [event(`${inFlight}-${i}`)], { expectedVersion: 'no_stream' })),
-      );
-      const { rows } = await sql<{ n: number }>`
-        select count(distinct tx_id)::int as n from event where stream_id in (${sql.join(streams)})`.execute(
-        tdb.handle.db,
-      );
-      expect({ inFlight, transactions: rows[0]?.n }).toEqual({ inFlight, transactions });
+      const streams = Array.from({ length: 8 }, () => newStream('group'));
+      const full = (n: number) => Array.from({ length: 250 }, (_, i) => event(`full-${inFlight}-${n}-${i}`));
+      await Promise.all(streams.map((s, n) => fresh.append(s, full(n), { expectedVersion: 'no_stream' })));
+      expect({ inFlight, ...fresh.commitStats }).toMatchObject({
+        inFlight,
+        appends: 8,
+        calls: 8,
+        peakInFlight: inFlight,
+      });
+      for (const s of streams) await expectIntactStream(s, 250);
     }
   });
 

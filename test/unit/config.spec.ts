@@ -23,7 +23,7 @@ describe('loadConfig', () => {
       adminToken: undefined,
       signingKeyFile: undefined,
       logLevel: 'info',
-      groupCommitInFlight: 1,
+      groupCommitInFlight: 4,
       sequencer: { enabled: true },
     });
   });
@@ -37,14 +37,14 @@ describe('loadConfig', () => {
       ADMIN_TOKEN: 'x'.repeat(16),
       SEQUENCER_ENABLED: 'false',
       CHECKPOINT_EVERY: '50',
-      GROUP_COMMIT_IN_FLIGHT: '4',
+      GROUP_COMMIT_IN_FLIGHT: '2',
     });
     expect(config).toMatchObject({
       port: 8080,
       host: '0.0.0.0',
       database: { kind: 'postgres', url: 'postgresql://app@db:5432/ledger', poolMax: 7 },
       adminToken: 'x'.repeat(16),
-      groupCommitInFlight: 4,
+      groupCommitInFlight: 2,
       sequencer: { enabled: false, checkpointEvery: 50 },
     });
   });
