@@ -1,4 +1,4 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, hash, randomBytes, timingSafeEqual } from 'node:crypto';
 
 /** `ul_` + 32 random bytes as base64url (43 characters). */
 export const API_KEY_FORMAT = /^ul_[A-Za-z0-9_-]{43}$/;
@@ -34,7 +34,7 @@ export function generateApiKey(): GeneratedApiKey {
  * request and a CPU-exhaustion lever for anyone sending bad keys.
  */
 export function hashApiKey(key: string): string {
-  return createHash('sha256').update(key, 'utf8').digest('hex');
+  return hash('sha256', key, 'hex');
 }
 
 const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();
