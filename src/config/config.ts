@@ -159,6 +159,7 @@ export const configSchema = z.object({
   SEQUENCER_POLL_MS: intFromEnv(500, 10, 60_000),
   SEQUENCER_BATCH: intFromEnv(5000, 1, 100_000),
   SEQUENCER_MIN_CYCLE_MS: intFromEnv(20, 0, 10_000),
+  PROJECTIONS_MIN_CYCLE_MS: intFromEnv(100, 0, 10_000),
   SEQUENCER_ENABLED: z
     .enum(['true', 'false'])
     .default('true')
@@ -242,13 +243,21 @@ export interface AppConfig {
     pollMs: number;
     batchSize: number;
     /**
-     * Least time between the starts of two batches of the sequencer (and of the projections):
-     * under load they then gather more entries per transaction, instead of one short
-     * transaction per append. Adds at most this much to the lag.
+     * Least time between the starts of two batches of the sequencer: under load it then gathers
+     * more entries per transaction, instead of one short transaction per append. Adds at most
+     * this much to the lag.
      */
     minCycleMs: number;
     checkpointEvery: number;
     checkpointIntervalMs: number;
+  };
+  projections: {
+    /**
+     * The same for the projection runner. Longer than the sequencer's: a read model a tenth of
+     * a second later costs no one, and fewer, larger batches under load leave more of the
+     * machine to appends (docs/benchmarks.md, session 6).
+     */
+    minCycleMs: number;
   };
   logLevel: z.infer<typeof configSchema>['LOG_LEVEL'];
   shutdownTimeoutMs: number;
@@ -311,6 +320,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       checkpointEvery: c.CHECKPOINT_EVERY,
       checkpointIntervalMs: c.CHECKPOINT_INTERVAL_MS,
     },
+    projections: { minCycleMs: c.PROJECTIONS_MIN_CYCLE_MS },
     logLevel: c.LOG_LEVEL,
     shutdownTimeoutMs: c.SHUTDOWN_TIMEOUT_MS,
     bodyLimitBytes: c.BODY_LIMIT_BYTES,

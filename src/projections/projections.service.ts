@@ -157,7 +157,7 @@ export class ProjectionsService implements OnApplicationBootstrap, OnModuleDestr
     let session: DedicatedSession | undefined;
     let lost = false;
     let leader = false;
-    const pace = new Pace(this.config.sequencer.minCycleMs);
+    const pace = new Pace(this.config.projections.minCycleMs);
     while (!this.stopped) {
       try {
         if (!session) {

@@ -24,7 +24,8 @@ describe('loadConfig', () => {
       signingKeyFile: undefined,
       logLevel: 'info',
       groupCommitInFlight: 4,
-      sequencer: { enabled: true },
+      sequencer: { enabled: true, minCycleMs: 20 },
+      projections: { minCycleMs: 100 },
     });
   });
 
@@ -37,6 +38,7 @@ describe('loadConfig', () => {
       ADMIN_TOKEN: 'x'.repeat(16),
       SEQUENCER_ENABLED: 'false',
       CHECKPOINT_EVERY: '50',
+      PROJECTIONS_MIN_CYCLE_MS: '0',
       GROUP_COMMIT_IN_FLIGHT: '2',
     });
     expect(config).toMatchObject({
@@ -46,6 +48,7 @@ describe('loadConfig', () => {
       adminToken: 'x'.repeat(16),
       groupCommitInFlight: 2,
       sequencer: { enabled: false, checkpointEvery: 50 },
+      projections: { minCycleMs: 0 },
     });
   });
 
@@ -76,6 +79,7 @@ describe('loadConfig', () => {
     ['DB_POOL_MAX', '0'],
     ['GROUP_COMMIT_IN_FLIGHT', '0'],
     ['GROUP_COMMIT_IN_FLIGHT', '65'],
+    ['PROJECTIONS_MIN_CYCLE_MS', '-1'],
     ['SEQUENCER_ENABLED', 'yes'],
     ['LOG_LEVEL', 'verbose'],
   ])('refuses %s=%s with a message naming the variable', (name, value) => {
