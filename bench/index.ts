@@ -1,4 +1,5 @@
 import 'reflect-metadata';
+import { appendAb } from './append-ab.js';
 import { appendBatch } from './append-batch.js';
 import { appendSingle } from './append-single.js';
 import { coldStart, rawPglite } from './cold-start.js';
@@ -15,6 +16,7 @@ import { soak } from './soak.js';
 const SCRIPTS: Record<string, (args: Map<string, string>) => Promise<void>> = {
   'report-export': reportExport,
   'append-single': appendSingle,
+  'append-ab': appendAb,
   'append-batch': appendBatch,
   sequencer,
   'sequencer-scale': sequencerScale,

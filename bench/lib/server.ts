@@ -29,6 +29,30 @@ function statusKb(pid: number, field: 'VmHWM' | 'VmRSS'): number {
 }
 
 /**
+ * The service's tuning settings, passed through from the bench's own environment when set, so an
+ * A/B of one (`PROJECTIONS_MIN_CYCLE_MS=20 npm run bench -- query …`) needs no change of code.
+ * Everything else the service sees is set here, so that a stray variable cannot skew a figure.
+ */
+const TUNING_SETTINGS = [
+  'GROUP_COMMIT_IN_FLIGHT',
+  'SEQUENCER_BATCH',
+  'SEQUENCER_MIN_CYCLE_MS',
+  'SEQUENCER_POLL_MS',
+  'PROJECTIONS_MIN_CYCLE_MS',
+] as const;
+
+function tuningFromEnvironment(): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name of TUNING_SETTINGS) {
+    const value = process.env[name];
+    if (value) out[name] = value;
+  }
+  const given = Object.entries(out).map(([k, v]) => `${k}=${v}`);
+  if (given.length > 0) console.log(`  the service runs with ${given.join(' ')} from the environment`);
+  return out;
+}
+
+/**
  * Starts the built service (dist/src/main.js: run `npx nest build` first) as a child process and
  * waits for /health/ready. Without `databaseUrl` it runs on embedded PGlite in a temporary DATA_DIR.
  */
@@ -53,6 +77,7 @@ export async function startServer(opts: {
     LOG_LEVEL: 'warn',
     DATA_DIR: dataDir,
     RATE_LIMIT_MAX: '10000000',
+    ...tuningFromEnvironment(),
     ...(opts.databaseUrl ? { DATABASE_URL: opts.databaseUrl } : {}),
     ...opts.env,
   };

@@ -1,0 +1,136 @@
+import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import { configSchema } from '../src/config/config.js';
+import { loadScenarios } from '../test/support/scenarios.js';
+import { appendFunctionScript } from './append-single.js';
+import { intArg } from './lib/args.js';
+import { autocannon } from './lib/autocannon.js';
+import { backendsOf, cpuDuring, processOf } from './lib/cpu.js';
+import { dbUrl, dropDatabase, recreateDatabase, serverVersion } from './lib/pg.js';
+import { pgbench } from './lib/pgbench.js';
+import { migrate, rolloutEvents, rolloutTemplates } from './lib/seed.js';
+import { authHeaders, startServer } from './lib/server.js';
+import { count, publish, type Row } from './lib/table.js';
+
+const NAME = 'append-ab';
+
+/**
+ * `A=1,B=2|A=4`: variants of the service's settings, each a comma-separated list of NAME=value
+ * (an empty variant is the defaults). Only names the service reads as settings are accepted.
+ */
+export function parseVariants(text: string): Record<string, string>[] {
+  return text.split('|').map((variant) => {
+    const env: Record<string, string> = {};
+    for (const pair of variant.split(',').filter((p) => p.trim() !== '')) {
+      const m = /^\s*([A-Z][A-Z0-9_]*)=(\S*)\s*$/.exec(pair);
+      if (!m) throw new Error(`--settings: "${pair}" is not NAME=value`);
+      const name = m[1] as string;
+      if (!(name in configSchema.shape)) throw new Error(`--settings: the service has no setting ${name}`);
+      env[name] = m[2] as string;
+    }
+    return env;
+  });
+}
+
+const label = (env: Record<string, string>): string =>
+  Object.keys(env).length === 0
+    ? 'defaults'
+    : Object.entries(env)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(' ');
+
+/**
+ * An A/B of the HTTP single-append route under service settings, alternating the variants in
+ * every round (so that a machine growing busier or quieter meets them all alike). Each run starts
+ * the built service on a new database with one variant, warms up for 3 s, and puts autocannon
+ * on it; the CPU of the service, of its Postgres backends and of autocannon is read from /proc
+ * in the middle of the run. Each round also runs pgbench on the same SQL one append runs, as
+ * append-single does, so every rate has a raw-Postgres ratio from its own round.
+ *
+ * `npm run bench -- append-ab --settings 'GROUP_COMMIT_IN_FLIGHT=1|GROUP_COMMIT_IN_FLIGHT=4'
+ *  --connections 16 --duration 12 --rounds 2`
+ */
+export async function appendAb(args: Map<string, string>): Promise<void> {
+  const started = new Date();
+  const seconds = intArg(args, 'duration', 12);
+  const connections = intArg(args, 'connections', 16);
+  const rounds = intArg(args, 'rounds', 2);
+  const variants = parseVariants(args.get('settings') ?? '');
+  const pgVersion = await serverVersion();
+  const ours = 'bench_ab_ours';
+  const raw = 'bench_ab_raw';
+  const scenarios = loadScenarios(process.env.SCENARIOS_DIR ?? path.resolve('../shared/scenarios'));
+  const body = JSON.stringify(scenarios[0]?.calls[0]?.body);
+  const sample = rolloutEvents(rolloutTemplates(), 0, randomUUID()).events[0];
+  if (!sample) throw new Error('no sample event');
+  const script = appendFunctionScript(sample.data, sample.metadata);
+  const rows: Row[] = [];
+  const sums = variants.map(() => ({ rate: 0, ratio: 0 }));
+  try {
+    await recreateDatabase(raw);
+    await migrate(raw);
+    for (let round = 1; round <= rounds; round++) {
+      const base = await pgbench({ db: raw, script, clients: connections, seconds, name: NAME });
+      for (const [i, env] of variants.entries()) {
+        await recreateDatabase(ours);
+        await migrate(ours);
+        const server = await startServer({ databaseUrl: dbUrl(ours), env: { DB_POOL_MAX: '20', ...env } });
+        try {
+          const post = {
+            url: `${server.url}/api/v1/rollouts`,
+            method: 'POST' as const,
+            headers: { ...authHeaders, 'content-type': 'application/json' },
+            body,
+          };
+          await autocannon({ ...post, connections, seconds: 3 }); // warm-up, not counted
+          const w = await cpuDuring(
+            seconds,
+            {
+              node: processOf(server.pid),
+              postgres: backendsOf(ours),
+              autocannon: (cmdline) => cmdline.includes('autocannon'),
+            },
+            autocannon({ ...post, connections, seconds }),
+          );
+          const r = w.result;
+          const events = r.okPerSec * w.seconds;
+          const per = (part: string) => Math.round(((w.ms[part] ?? 0) * 1000) / events);
+          const sum = sums[i] as { rate: number; ratio: number };
+          sum.rate += r.okPerSec;
+          sum.ratio += r.okPerSec / base.tps;
+          rows.push({
+            figure: `round ${round}, ${label(env)}`,
+            value: r.okPerSec,
+            unit: 'events/s',
+            better: 'higher',
+            baseline: { label: 'pgbench, same SQL (append_events), this round', value: base.tps },
+            // The port differs per run; without it the command is one line for all runs.
+            command: `npm run bench -- ${NAME} … : ${r.command.replace(/127\.0\.0\.1:\d+/, '127.0.0.1:<port>')}`,
+            note: `CPU per event: ${per('node')} µs service + ${per('postgres')} µs its Postgres backends + ${per('autocannon')} µs autocannon; p50 ${r.p50Ms} ms, p99 ${r.p99Ms} ms; ${r.non2xx} non-2xx`,
+          });
+        } finally {
+          await server.stop();
+        }
+      }
+    }
+  } finally {
+    await dropDatabase(ours);
+    await dropDatabase(raw);
+  }
+  const means = variants.map(
+    (env, i) =>
+      `${label(env)}: mean ${count((sums[i]?.rate ?? 0) / rounds)} events/s, mean ratio to pgbench ${((sums[i]?.ratio ?? 0) / rounds).toFixed(2)}`,
+  );
+  publish(
+    NAME,
+    started,
+    pgVersion,
+    { seconds, connections, rounds, settings: args.get('settings') ?? '' },
+    rows,
+    [
+      ...means,
+      `each run: a new database, the built service with the variant's settings (DB_POOL_MAX=20), 3 s of warm-up, then autocannon -c ${connections} for ${seconds} s; each round's pgbench ran first`,
+      'the machine has 2 cores shared with the load generator, Postgres and other users: compare the variants within a round, and the mean ratios',
+    ],
+  );
+}
