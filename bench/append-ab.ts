@@ -2,14 +2,14 @@ import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { configSchema } from '../src/config/config.js';
 import { loadScenarios } from '../test/support/scenarios.js';
-import { appendFunctionScript } from './append-single.js';
+import { appendFunctionScript, rolloutPost } from './append-single.js';
 import { intArg } from './lib/args.js';
 import { autocannon } from './lib/autocannon.js';
 import { backendsOf, cpuDuring, processOf } from './lib/cpu.js';
 import { dbUrl, dropDatabase, recreateDatabase, serverVersion } from './lib/pg.js';
 import { pgbench } from './lib/pgbench.js';
 import { migrate, rolloutEvents, rolloutTemplates } from './lib/seed.js';
-import { authHeaders, startServer } from './lib/server.js';
+import { startServer } from './lib/server.js';
 import { count, publish, type Row } from './lib/table.js';
 
 const NAME = 'append-ab';
@@ -76,12 +76,7 @@ export async function appendAb(args: Map<string, string>): Promise<void> {
         await migrate(ours);
         const server = await startServer({ databaseUrl: dbUrl(ours), env: { DB_POOL_MAX: '20', ...env } });
         try {
-          const post = {
-            url: `${server.url}/api/v1/rollouts`,
-            method: 'POST' as const,
-            headers: { ...authHeaders, 'content-type': 'application/json' },
-            body,
-          };
+          const post = rolloutPost(server.url, body);
           await autocannon({ ...post, connections, seconds: 3 }); // warm-up, not counted
           const w = await cpuDuring(
             seconds,

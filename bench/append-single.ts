@@ -84,6 +84,16 @@ export function appendFunctionScript(data: unknown, metadata: unknown, eventsPer
   ].join('\n');
 }
 
+/** autocannon's request for one HTTP append: POST /api/v1/rollouts with `body`, as the admin. */
+export function rolloutPost(serviceUrl: string, body: string) {
+  return {
+    url: `${serviceUrl}/api/v1/rollouts`,
+    method: 'POST' as const,
+    headers: { ...authHeaders, 'content-type': 'application/json' },
+    body,
+  };
+}
+
 /** The peer in a child process of its own (its own event loop and pool, in-process appends). */
 export async function peerChild(
   kind: '_emmett' | '_store',
@@ -149,12 +159,7 @@ export async function appendSingle(args: Map<string, string>): Promise<void> {
   const rows: Row[] = [];
   const server = await startServer({ databaseUrl: dbUrl(ours), env: { DB_POOL_MAX: String(poolMax) } });
   try {
-    const post = {
-      url: `${server.url}/api/v1/rollouts`,
-      method: 'POST' as const,
-      headers: { ...authHeaders, 'content-type': 'application/json' },
-      body,
-    };
+    const post = rolloutPost(server.url, body);
     for (const c of levels) {
       await autocannon({ ...post, connections: c, seconds: 3 }); // warm-up, not counted
       await waitSequenced(ours);
