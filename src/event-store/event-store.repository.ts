@@ -15,6 +15,7 @@ import { isUniqueViolation } from '../database/pg-errors.js';
 import type { Database, EventRow, Json } from '../database/schema.js';
 import { StatementCache } from '../database/statement-cache.js';
 import { canonicalJson, eventHashFromText, GENESIS_HASH } from '../ledger/hashing.js';
+import { MetricsService } from '../metrics/metrics.service.js';
 import { AppendSignal } from './append-signal.js';
 import type {
   AppendOptions,
@@ -131,9 +132,18 @@ export class EventStore {
     @Inject(DATABASE) handle: DatabaseHandle,
     @Optional() private readonly signal?: AppendSignal,
     @Optional() @Inject(APP_CONFIG) config?: Pick<AppConfig, 'groupCommitInFlight'>,
+    @Optional() metrics?: MetricsService,
   ) {
     this.db = handle.db;
-    this.committer = new GroupCommitter(this.db, config?.groupCommitInFlight);
+    this.committer = new GroupCommitter(
+      this.db,
+      config?.groupCommitInFlight,
+      metrics &&
+        ((appends) => {
+          metrics.groupCommitCalls.inc();
+          metrics.groupCommitAppends.inc(appends);
+        }),
+    );
   }
 
   /** Group-commit counters: calls to the database and the appends they carried. */

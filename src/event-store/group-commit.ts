@@ -80,6 +80,8 @@ export class GroupCommitter {
   constructor(
     private readonly db: Kysely<Database>,
     private readonly maxInFlight = DEFAULT_CALLS_IN_FLIGHT,
+    /** Told of every call sent, with how many appends it carries (the service's metrics). */
+    private readonly onCall?: (appends: number) => void,
   ) {
     if (!Number.isInteger(maxInFlight) || maxInFlight < 1) {
       throw new RangeError(`calls in flight must be a whole number ≥ 1, not ${maxInFlight}`);
@@ -132,6 +134,7 @@ export class GroupCommitter {
   private async send(batch: Waiting[]): Promise<void> {
     this.stats.calls++;
     this.stats.appends += batch.length;
+    this.onCall?.(batch.length);
     if (batch.length === 1) {
       const only = batch[0] as Waiting;
       await this.single(only.call).then(only.resolve, only.reject);

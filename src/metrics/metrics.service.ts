@@ -27,6 +27,18 @@ export class MetricsService {
     registers: [this.registry],
   });
 
+  readonly groupCommitCalls = new Counter({
+    name: 'ledger_group_commit_calls_total',
+    help: 'Calls to append_events sent by this instance (one transaction each)',
+    registers: [this.registry],
+  });
+
+  readonly groupCommitAppends = new Counter({
+    name: 'ledger_group_commit_appends_total',
+    help: 'Appends those calls carried: divided by the calls, how many appends committed together',
+    registers: [this.registry],
+  });
+
   readonly ledgerHead = new Gauge({
     name: 'ledger_head_position',
     help: 'Ledger position of the last sequenced event seen by this instance',

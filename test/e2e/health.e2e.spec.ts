@@ -34,4 +34,30 @@ describe('health and access', () => {
     const metrics = await request(t.server).get('/metrics').set(AUTH).expect(200);
     expect(metrics.text).toContain('http_requests_total');
   });
+
+  it('counts the group-commit calls appends went in, and the appends they carried', async () => {
+    const counter = async (name: string) => {
+      const text = (await request(t.server).get('/metrics').set(AUTH).expect(200)).text;
+      const m = new RegExp(`^${name} (\\d+)$`, 'm').exec(text);
+      if (!m) throw new Error(`no ${name} in /metrics`);
+      return Number(m[1]);
+    };
+    const [calls, appends] = [
+      await counter('ledger_group_commit_calls_total'),
+      await counter('ledger_group_commit_appends_total'),
+    ];
+    await Promise.all(
+      Array.from({ length: 6 }, (_, i) =>
+        request(t.server)
+          .post('/api/v1/rollouts')
+          .set(AUTH)
+          .send({ title: `counted ${i}` })
+          .expect(201),
+      ),
+    );
+    expect((await counter('ledger_group_commit_appends_total')) - appends).toBe(6);
+    const sent = (await counter('ledger_group_commit_calls_total')) - calls;
+    expect(sent).toBeGreaterThanOrEqual(1);
+    expect(sent).toBeLessThanOrEqual(6);
+  });
 });
