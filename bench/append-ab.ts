@@ -18,7 +18,7 @@ const NAME = 'append-ab';
  * `A=1,B=2|A=4`: variants of the service's settings, each a comma-separated list of NAME=value
  * (an empty variant is the defaults). Only names the service reads as settings are accepted.
  */
-export function parseVariants(text: string): Record<string, string>[] {
+function parseVariants(text: string): Record<string, string>[] {
   return text.split('|').map((variant) => {
     const env: Record<string, string> = {};
     for (const pair of variant.split(',').filter((p) => p.trim() !== '')) {
