@@ -2,12 +2,14 @@ import { Inject, Injectable } from '@nestjs/common';
 import { type Kysely, type Selectable, sql } from 'kysely';
 import type { DatabaseHandle } from '../database/database.js';
 import { DATABASE } from '../database/database.module.js';
+import { isoText } from '../database/iso-text.js';
 import type { Database, Json } from '../database/schema.js';
 import { canonicalJson, GENESIS_HASH, ledgerHashFromText } from './hashing.js';
-import type { Checkpoint, LedgerEntry, PublicKeyInfo } from './ledger.types.js';
+import type { Checkpoint, LedgerEntry, ProjectedEntry, PublicKeyInfo } from './ledger.types.js';
 
 export interface SequencedBatch {
-  entries: { position: number; recordedAt: Date }[];
+  /** Each entry's position, and its event's `recorded_at` as ISO 8601 text (UTC, milliseconds). */
+  entries: { position: number; recordedAt: string }[];
   head: { position: number; hash: string };
 }
 
@@ -57,7 +59,8 @@ export function unsequencedEvents(
       'e.stream_version',
       'e.type',
       'e.schema_version',
-      'e.recorded_at',
+      // As the hash needs it (Date#toISOString's form), rendered by Postgres: no Date per event.
+      isoText('e.recorded_at').as('recorded_at_iso'),
       'e.hash',
       'e.data_jcs',
       'e.metadata_jcs',
@@ -119,7 +122,7 @@ export class LedgerRepository {
           streamVersion: e.stream_version,
           type: e.type,
           schemaVersion: e.schema_version,
-          recordedAt: e.recorded_at.toISOString(),
+          recordedAt: e.recorded_at_iso,
           hash: e.hash,
         };
         const payload = {
@@ -156,7 +159,7 @@ export class LedgerRepository {
         select count(*)::text as inserted from inserted`.execute(this.db);
       if (Number(rows[0]?.inserted) !== n) continue; // the cursor moved under us: read again
       return {
-        entries: events.map((e, i) => ({ position: state.position + i + 1, recordedAt: e.recorded_at })),
+        entries: events.map((e, i) => ({ position: state.position + i + 1, recordedAt: e.recorded_at_iso })),
         head,
       };
     }
@@ -221,6 +224,42 @@ export class LedgerRepository {
       recordedAt: r.recorded_at.toISOString(),
       eventHash: r.event_hash,
       eventPrevHash: r.event_prev_hash,
+    }));
+  }
+
+  /**
+   * Entries with position > after, in order, as projectors read them: `read` without the four
+   * hashes and the schema version, and `recorded_at` rendered by Postgres. Projections read every
+   * entry once; a Date parsed and formatted again per entry, and hashes nobody looks at, were a
+   * good part of their CPU (docs/benchmarks.md, session 7).
+   */
+  async readForProjection(after: number, limit: number): Promise<ProjectedEntry[]> {
+    const rows = await this.db
+      .selectFrom('ledger as l')
+      .innerJoin('event as e', 'e.id', 'l.event_row_id')
+      .select([
+        'l.position',
+        'e.stream_id',
+        'e.stream_version',
+        'e.event_id',
+        'e.type',
+        'e.data',
+        'e.metadata',
+        isoText('e.recorded_at').as('recorded_at_iso'),
+      ])
+      .where('l.position', '>', after)
+      .orderBy('l.position')
+      .limit(limit)
+      .execute();
+    return rows.map((r) => ({
+      position: r.position,
+      streamId: r.stream_id,
+      streamVersion: r.stream_version,
+      eventId: r.event_id,
+      type: r.type,
+      data: r.data,
+      metadata: r.metadata as { [key: string]: Json },
+      recordedAt: r.recorded_at_iso,
     }));
   }
 

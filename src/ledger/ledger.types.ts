@@ -17,6 +17,15 @@ export interface LedgerEntry {
   eventPrevHash: string;
 }
 
+/**
+ * What projectors read of a ledger entry: the event without its hashes, which only verification
+ * needs (`LedgerRepository.readForProjection`).
+ */
+export type ProjectedEntry = Pick<
+  LedgerEntry,
+  'position' | 'streamId' | 'streamVersion' | 'eventId' | 'type' | 'data' | 'metadata' | 'recordedAt'
+>;
+
 export interface Checkpoint {
   position: number;
   headHash: string;

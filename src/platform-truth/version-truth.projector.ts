@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import type { Transaction } from 'kysely';
 import type { Database } from '../database/schema.js';
-import type { LedgerEntry } from '../ledger/ledger.types.js';
+import type { ProjectedEntry } from '../ledger/ledger.types.js';
 import type { Projector } from '../projections/projection.types.js';
 import {
   VERSION_TRUTH_PROJECTION,
@@ -21,7 +21,7 @@ export class VersionTruthProjector implements Projector {
     return versionTruthTable(version);
   }
 
-  apply(trx: Transaction<Database>, table: string, entries: readonly LedgerEntry[]): Promise<void> {
+  apply(trx: Transaction<Database>, table: string, entries: readonly ProjectedEntry[]): Promise<void> {
     return this.repo.applyToTruth(trx, table, entries);
   }
 }

@@ -4,7 +4,7 @@ import type { DatabaseHandle } from '../database/database.js';
 import { DATABASE } from '../database/database.module.js';
 import type { Database } from '../database/schema.js';
 import { EVENT_COLUMNS, toStoredEvent } from '../event-store/event-store.repository.js';
-import type { LedgerEntry } from '../ledger/ledger.types.js';
+import type { ProjectedEntry } from '../ledger/ledger.types.js';
 import { ProjectionsRepository } from '../projections/projections.repository.js';
 import { foldRollout } from '../rollouts/rollout.state.js';
 import { toRecorded } from '../rollouts/rollouts.service.js';
@@ -45,7 +45,7 @@ export class VersionTruthRepository {
   async applyToTruth(
     trx: Transaction<Database>,
     table: string,
-    entries: readonly LedgerEntry[],
+    entries: readonly ProjectedEntry[],
   ): Promise<void> {
     const t = table as VersionTruthTableName;
     for (const entry of entries) {

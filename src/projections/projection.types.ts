@@ -1,6 +1,6 @@
 import type { Transaction } from 'kysely';
 import type { Database } from '../database/schema.js';
-import type { LedgerEntry } from '../ledger/ledger.types.js';
+import type { ProjectedEntry } from '../ledger/ledger.types.js';
 
 /**
  * A read model fed from the ledger. `apply` runs inside the transaction that also moves the
@@ -12,7 +12,7 @@ export interface Projector {
   tableFor(version: number): string;
   /** Template table to copy (structure, indexes) when building a new version. */
   readonly baseTable: string;
-  apply(trx: Transaction<Database>, table: string, entries: readonly LedgerEntry[]): Promise<void>;
+  apply(trx: Transaction<Database>, table: string, entries: readonly ProjectedEntry[]): Promise<void>;
 }
 
 export const PROJECTORS = Symbol('PROJECTORS');

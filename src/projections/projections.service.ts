@@ -137,7 +137,7 @@ export class ProjectionsService implements OnApplicationBootstrap, OnModuleDestr
    * `drain` in tests) moved meanwhile is left for the next pass.
    */
   private async catchUp(position: number, group: CheckpointKey[]): Promise<number> {
-    const entries = await this.ledger.read(position, BATCH);
+    const entries = await this.ledger.readForProjection(position, BATCH);
     const last = entries.at(-1);
     if (!last) return 0;
     return this.repo.transaction(async (trx) => {

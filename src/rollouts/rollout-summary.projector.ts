@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import type { Transaction } from 'kysely';
 import type { Database } from '../database/schema.js';
-import type { LedgerEntry } from '../ledger/ledger.types.js';
+import type { ProjectedEntry } from '../ledger/ledger.types.js';
 import type { Projector } from '../projections/projection.types.js';
 import { ROLLOUT_SUMMARY, RolloutsRepository, summaryTable } from './rollouts.repository.js';
 
@@ -17,7 +17,7 @@ export class RolloutSummaryProjector implements Projector {
     return summaryTable(version);
   }
 
-  apply(trx: Transaction<Database>, table: string, entries: readonly LedgerEntry[]): Promise<void> {
+  apply(trx: Transaction<Database>, table: string, entries: readonly ProjectedEntry[]): Promise<void> {
     return this.repo.applyToSummary(trx, table, entries);
   }
 }

@@ -3,7 +3,7 @@ import { type Kysely, type Selectable, sql, type Transaction } from 'kysely';
 import type { DatabaseHandle } from '../database/database.js';
 import { DATABASE } from '../database/database.module.js';
 import type { Database, DriftReadTable, Json } from '../database/schema.js';
-import type { LedgerEntry } from '../ledger/ledger.types.js';
+import type { ProjectedEntry } from '../ledger/ledger.types.js';
 import { ProjectionsRepository } from '../projections/projections.repository.js';
 import { DRIFT_STREAM_PREFIX, type SnapshotEvent } from './snapshot.events.js';
 
@@ -73,7 +73,7 @@ export class DriftRepository {
   async applyToDrift(
     trx: Transaction<Database>,
     table: string,
-    entries: readonly LedgerEntry[],
+    entries: readonly ProjectedEntry[],
   ): Promise<void> {
     const t = table as DriftTable;
     for (const entry of entries) {

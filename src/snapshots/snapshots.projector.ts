@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import type { Transaction } from 'kysely';
 import type { Database } from '../database/schema.js';
-import type { LedgerEntry } from '../ledger/ledger.types.js';
+import type { ProjectedEntry } from '../ledger/ledger.types.js';
 import type { Projector } from '../projections/projection.types.js';
 import { DRIFT_PROJECTION, DriftRepository, driftTable } from './drift.repository.js';
 import { SNAPSHOTS_PROJECTION, SnapshotsRepository, snapshotTable } from './snapshots.repository.js';
@@ -18,7 +18,7 @@ export class SnapshotsProjector implements Projector {
     return snapshotTable(version);
   }
 
-  apply(trx: Transaction<Database>, table: string, entries: readonly LedgerEntry[]): Promise<void> {
+  apply(trx: Transaction<Database>, table: string, entries: readonly ProjectedEntry[]): Promise<void> {
     return this.repo.applyToSnapshots(trx, table, entries);
   }
 }
@@ -35,7 +35,7 @@ export class DriftProjector implements Projector {
     return driftTable(version);
   }
 
-  apply(trx: Transaction<Database>, table: string, entries: readonly LedgerEntry[]): Promise<void> {
+  apply(trx: Transaction<Database>, table: string, entries: readonly ProjectedEntry[]): Promise<void> {
     return this.repo.applyToDrift(trx, table, entries);
   }
 }

@@ -3,7 +3,7 @@ import { type Kysely, sql, type Transaction } from 'kysely';
 import type { DatabaseHandle } from '../database/database.js';
 import { DATABASE } from '../database/database.module.js';
 import type { Database, Json } from '../database/schema.js';
-import type { LedgerEntry } from '../ledger/ledger.types.js';
+import type { ProjectedEntry } from '../ledger/ledger.types.js';
 import { ProjectionsRepository } from '../projections/projections.repository.js';
 import { ROLLOUT_SUMMARY, summaryTable } from '../rollouts/rollouts.repository.js';
 import {
@@ -214,7 +214,7 @@ export class SnapshotsRepository {
   async applyToSnapshots(
     trx: Transaction<Database>,
     table: string,
-    entries: readonly LedgerEntry[],
+    entries: readonly ProjectedEntry[],
   ): Promise<void> {
     const t = table as SnapshotTable;
     for (const entry of entries) {

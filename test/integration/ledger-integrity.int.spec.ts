@@ -12,6 +12,7 @@ import { type RawBuilder, sql } from 'kysely';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createApp } from '../../src/app.js';
 import type { DatabaseHandle } from '../../src/database/database.js';
+import { isoText } from '../../src/database/iso-text.js';
 import { EventStore } from '../../src/event-store/event-store.repository.js';
 import { eventHash, GENESIS_HASH } from '../../src/ledger/hashing.js';
 import { LedgerRepository } from '../../src/ledger/ledger.repository.js';
@@ -118,6 +119,41 @@ describe(`ledger tampering and checkpoints (${BACKEND})`, () => {
   afterAll(() => t?.close());
   beforeEach(async () => {
     expect(await ledger.verify()).toMatchObject({ ok: true });
+  });
+
+  it('gives projectors each entry as the ledger serves it, less the hashes', async () => {
+    const { from, to } = await appendAndSequence(t, 10, 'projected');
+    const repo = t.app.get(LedgerRepository);
+    const full = await repo.read(from - 1, to - from + 1);
+    const lean = await repo.readForProjection(from - 1, to - from + 1);
+    expect(lean).toHaveLength(10);
+    expect(lean).toEqual(
+      full.map((e) => ({
+        position: e.position,
+        streamId: e.streamId,
+        streamVersion: e.streamVersion,
+        eventId: e.eventId,
+        type: e.type,
+        data: e.data,
+        metadata: e.metadata,
+        recordedAt: e.recordedAt,
+      })),
+    );
+  });
+
+  it('renders recorded_at in Postgres exactly as Date#toISOString of the value node-postgres reads', async () => {
+    // The sequencer hashes Postgres's rendering; verification and the exports use the Date. Any
+    // difference (rounding of microseconds, a time zone) would break every chain at once.
+    const rows = await t.handle.db.transaction().execute(async (trx) => {
+      await sql`set local time zone 'America/St_Johns'`.execute(trx);
+      const { rows } = await sql<{ d: Date; iso: string }>`
+        select x as d, ${isoText('x')} as iso
+        from unnest(array[timestamptz '2026-11-26 18:40:29.123999+00', '2026-01-01 00:00:00+00',
+                          '1999-12-31 23:59:59.999+05:30', '2026-06-30 12:00:00.0005-03']) as x`.execute(trx);
+      return rows;
+    });
+    expect(rows).toHaveLength(4);
+    for (const r of rows) expect(r.iso).toBe(r.d.toISOString());
   });
 
   it('detects an event whose data was changed behind the triggers, at exactly its position', async () => {
