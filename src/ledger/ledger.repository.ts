@@ -29,6 +29,16 @@ const LEDGER_COLUMNS = [
   'e.prev_hash as event_prev_hash',
 ] as const;
 
+/** The ledger entries after a position, joined to their events, in order: each reader selects its columns. */
+function entriesAfter(db: Kysely<Database>, after: number, limit: number) {
+  return db
+    .selectFrom('ledger as l')
+    .innerJoin('event as e', 'e.id', 'l.event_row_id')
+    .where('l.position', '>', after)
+    .orderBy('l.position')
+    .limit(limit);
+}
+
 /** Where the sequencer's next read starts: after this (tx_id, event row id), in commit order. */
 export interface SequencerCursor {
   tx_id: string;
@@ -202,14 +212,7 @@ export class LedgerRepository {
 
   /** Entries with position > after, in order. Pass `executor` to read inside a transaction. */
   async read(after: number, limit: number, executor: Kysely<Database> = this.db): Promise<LedgerEntry[]> {
-    const rows = await executor
-      .selectFrom('ledger as l')
-      .innerJoin('event as e', 'e.id', 'l.event_row_id')
-      .select(LEDGER_COLUMNS)
-      .where('l.position', '>', after)
-      .orderBy('l.position')
-      .limit(limit)
-      .execute();
+    const rows = await entriesAfter(executor, after, limit).select(LEDGER_COLUMNS).execute();
     return rows.map((r) => ({
       position: r.position,
       hash: r.hash,
@@ -234,9 +237,7 @@ export class LedgerRepository {
    * good part of their CPU (docs/benchmarks.md, session 7).
    */
   async readForProjection(after: number, limit: number): Promise<ProjectedEntry[]> {
-    const rows = await this.db
-      .selectFrom('ledger as l')
-      .innerJoin('event as e', 'e.id', 'l.event_row_id')
+    const rows = await entriesAfter(this.db, after, limit)
       .select([
         'l.position',
         'e.stream_id',
@@ -247,9 +248,6 @@ export class LedgerRepository {
         'e.metadata',
         isoText('e.recorded_at').as('recorded_at_iso'),
       ])
-      .where('l.position', '>', after)
-      .orderBy('l.position')
-      .limit(limit)
       .execute();
     return rows.map((r) => ({
       position: r.position,
