@@ -1,4 +1,4 @@
-import { createHash, hash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { hash, randomBytes, timingSafeEqual } from 'node:crypto';
 
 /** `ul_` + 32 random bytes as base64url (43 characters). */
 export const API_KEY_FORMAT = /^ul_[A-Za-z0-9_-]{43}$/;
@@ -37,7 +37,7 @@ export function hashApiKey(key: string): string {
   return hash('sha256', key, 'hex');
 }
 
-const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();
+const digest = (s: string) => hash('sha256', s, 'buffer');
 
 /** Compares two secrets in constant time (over their digests, so lengths leak nothing either). */
 export function secretsEqual(a: string, b: string): boolean {
