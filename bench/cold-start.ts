@@ -82,7 +82,7 @@ export async function coldStart(args: Map<string, string>): Promise<void> {
       xs.map((x) => x[k]),
       50,
     );
-  const cmd = `npm run bench -- ${NAME} --runs ${runs}  (node dist/src/main.js without DATABASE_URL)`;
+  const cmd = `npm run bench -- ${NAME} --runs ${runs}  (node dist/src/bundle/main.js without DATABASE_URL)`;
   const rows: Row[] = [
     {
       figure: 'start → /health/ready, new data directory',

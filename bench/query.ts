@@ -30,27 +30,27 @@ import {
 import { run, shellLine } from './lib/proc.js';
 import type { RawQueryResult, RawQuerySpec, RawRequest } from './lib/raw-query.js';
 import { avgEventsPerRollout, ledgerState, migrate, rolloutTemplates, seedRollouts } from './lib/seed.js';
-import { authHeaders, startServer } from './lib/server.js';
+import { authHeaders, SERVICE_MAIN, startServer } from './lib/server.js';
 import { publish, type Row } from './lib/table.js';
 
 const NAME = 'query';
 
 /**
  * Other engineers rebuild dist/ on this machine (nest build empties it first): wait until
- * dist/src/main.js is back and has not changed for 5 s before starting the service.
+ * dist/src/bundle/main.js is back and has not changed for 5 s before starting the service.
  */
 async function waitForBuild(): Promise<void> {
-  const main = path.resolve('dist/src/main.js');
+  const main = SERVICE_MAIN;
   for (let waited = 0, stable = 0, last = -1; waited < 300_000; waited += 1000) {
     const m = existsSync(main) ? statSync(main).mtimeMs : -1;
     stable = m > 0 && m === last ? stable + 1 : 0;
     last = m;
     if (stable >= 5) return;
     if (waited > 0 && waited % 10_000 === 0)
-      console.log('  waiting for dist/src/main.js (a build is running)…');
+      console.log('  waiting for dist/src/bundle/main.js (a build is running)…');
     await sleep(1000);
   }
-  throw new Error('dist/src/main.js did not come back: run `npx nest build`');
+  throw new Error('dist/src/bundle/main.js did not come back: run `npm run build`');
 }
 
 /**
@@ -449,7 +449,7 @@ export async function query(args: Map<string, string>): Promise<void> {
   const after = await ledgerState(db);
   notes.push(
     `ledger: ${before.events.toLocaleString('en-US')} events at the start, ${after.events.toLocaleString('en-US')} at the end (sequenced ${after.head.toLocaleString('en-US')}, projections at ${after.projection.toLocaleString('en-US')})`,
-    `service: node dist/src/main.js, DB_POOL_MAX=${poolMax}, sequencer and projections on; autocannon (programmatic, one path after the other) in its own process; the raw baseline in its own process with a pool of ${poolMax}; ours then raw for each kind, ${seconds} s each`,
+    `service: node dist/src/bundle/main.js, DB_POOL_MAX=${poolMax}, sequencer and projections on; autocannon (programmatic, one path after the other) in its own process; the raw baseline in its own process with a pool of ${poolMax}; ours then raw for each kind, ${seconds} s each`,
     `load average after each kind: ${uptimes.join('; ')}`,
     'the list route runs one statement (the page of the projection version the service remembers as served, with the served version read in the same statement to check it; Postgres builds the page as JSON text, which the route sends as it is, and the raw baseline receives the same one row of text); GET /:id runs one (the stream joined to ledger from the version the service last folded it to, that event checked by its hash: the head only, as the concurrent appends make new rollouts and the sampled ones do not change), then folds the events after it in JS; the raw baseline runs the same statements, parses the rows, and does nothing else',
     'full plans: bench-output/query-plans.txt',

@@ -663,7 +663,7 @@ export function soakProblems(r: SoakResult, census?: SoakCensus): string[] {
 
 /**
  * `npm run bench -- soak [--minutes 10 | --seconds N] [--backend postgres|pglite] [--rate 20]
- * [--workers 4] [--max-old-space-mb N]`: the built service (dist/src/main.js) with a sample platform snapshotted every
+ * [--workers 4] [--max-old-space-mb N]`: the built service (dist/src/bundle/main.js) with a sample platform snapshotted every
  * 5 s, under the steady mix for the whole run; prints the figures and fails (exit 1) when memory
  * grew more than 20 % after warm-up, any request failed, or a backlog did not drain.
  */

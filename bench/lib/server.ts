@@ -6,7 +6,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort } from '../../test/support/free-port.js';
 
 export const ADMIN_TOKEN = 'bench-admin-token-0123456789';
-export const SERVICE_MAIN = path.resolve('dist/src/main.js');
+/** What `npm start` runs: the bundle `npm run build` writes (src/build/bundle.ts). */
+export const SERVICE_MAIN = path.resolve('dist/src/bundle/main.js');
 
 export interface Server {
   readonly url: string;
@@ -53,7 +54,7 @@ function tuningFromEnvironment(): Record<string, string> {
 }
 
 /**
- * Starts the built service (dist/src/main.js: run `npx nest build` first) as a child process and
+ * Starts the built service (dist/src/bundle/main.js: run `npm run build` first) as a child process and
  * waits for /health/ready. Without `databaseUrl` it runs on embedded PGlite in a temporary DATA_DIR.
  */
 export async function startServer(opts: {
@@ -64,7 +65,7 @@ export async function startServer(opts: {
   /** Embedded mode: a DATA_DIR to keep (default: a temporary one, removed on stop). */
   dataDir?: string;
 }): Promise<Server> {
-  if (!existsSync(SERVICE_MAIN)) throw new Error(`${SERVICE_MAIN} is missing: run \`npx nest build\` first`);
+  if (!existsSync(SERVICE_MAIN)) throw new Error(`${SERVICE_MAIN} is missing: run \`npm run build\` first`);
   const port = await freePort();
   const dataDir = opts.dataDir ?? mkdtempSync(path.join(os.tmpdir(), 'ul-bench-'));
   const env: NodeJS.ProcessEnv = {

@@ -10,14 +10,16 @@ import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest'
 import { type DatabaseHandle, wrapPGlite } from '../../src/database/database.js';
 import { migrateToLatest } from '../../src/database/migrator.js';
 import { EventStore } from '../../src/event-store/event-store.repository.js';
-import { buildServer } from '../support/build.js';
+import { buildServer, serviceEntry, unbundledEntry } from '../support/build.js';
 import { createTestDatabase, onPostgres, type TestDatabase } from '../support/database.js';
+import { loadScenarios } from '../support/scenarios.js';
 import { eventually as poll } from '../support/wait.js';
 
 /**
  * The real server as a child process: built with the project's own compiler settings
  * (tsconfig.build.json, as `nest build` does) into a directory of this file's own, so the shared
- * dist/ is never wiped under anyone's feet, then started with `node <build>/src/main.js`.
+ * dist/ is never wiped under anyone's feet, bundled as `npm run build` does, then started as
+ * production starts it: `node <build>/src/bundle/main.js`.
  * On PGlite it opens its own on-disk database in a temporary DATA_DIR; with DATABASE_URL set it
  * gets a fresh Postgres database of its own.
  */
@@ -49,10 +51,10 @@ function showOnFailure(child: Child): Child {
   return child;
 }
 
-function spawnServer(env: Record<string, string>): Child {
+function spawnServer(env: Record<string, string>, entry = serviceEntry(buildDir)): Child {
   let out = '';
   let err = '';
-  const proc = spawn(process.execPath, [path.join(buildDir, 'src/main.js')], {
+  const proc = spawn(process.execPath, [entry], {
     cwd: ROOT,
     // Only what the service needs: nothing of the test runner's environment leaks in.
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? tmpdir(), ...env },
@@ -105,6 +107,37 @@ function get(port: number, url: string, headers: Record<string, string> = {}): P
       res.on('error', reject);
     });
     req.on('error', reject);
+  });
+}
+
+function postJson(
+  port: number,
+  url: string,
+  body: unknown,
+  headers: Record<string, string> = {},
+): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port,
+        path: url,
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...headers },
+        agent: false,
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => {
+          text += c;
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(JSON.stringify(body));
   });
 }
 
@@ -168,6 +201,65 @@ describe('the server process: configuration', () => {
     expect(stderr).toMatch(/\bADMIN_TOKEN\b/);
     expect(stderr).toMatch(/\bLOG_LEVEL\b/);
     expect(child.output()).not.toContain(shortSecret);
+  });
+});
+
+describe('the server process: the bundle production runs', () => {
+  it('serves what its own modules serve: the OpenAPI document, a rejected body, a recorded rollout', async () => {
+    const dirs = [
+      await mkdtemp(path.join(tmpdir(), 'upgrade-ledger-bundle-')),
+      await mkdtemp(path.join(tmpdir(), 'upgrade-ledger-modules-')),
+    ];
+    // Each on its own new embedded database: the bundle must also run the migrations.
+    const env = (dataDir: string) => ({
+      PORT: '0',
+      HOST: '127.0.0.1',
+      ADMIN_TOKEN: TOKEN,
+      DATA_DIR: dataDir,
+    });
+    const children = [
+      start(env(dirs[0] as string)),
+      showOnFailure(spawnServer(env(dirs[1] as string), unbundledEntry(buildDir))),
+    ];
+    try {
+      const auth = { Authorization: `Bearer ${TOKEN}` };
+      const plan = loadScenarios()[0]?.calls[0]?.body;
+      const seen = [];
+      for (const child of children) {
+        const port = await listeningPort(child);
+        await eventually('/health/ready to answer 200', async () =>
+          (await get(port, '/health/ready')).status === 200 ? true : undefined,
+        );
+        const spec = await get(port, '/api/openapi.json', auth);
+        expect(spec.status).toBe(200);
+        const rejected = await postJson(port, '/api/v1/rollouts', { product: 42 }, auth);
+        const planned = await postJson(port, '/api/v1/rollouts', plan, auth);
+        seen.push({
+          spec: JSON.parse(spec.body) as unknown,
+          rejected: { status: rejected.status, body: JSON.parse(rejected.body) as Record<string, unknown> },
+          planned: { status: planned.status, body: JSON.parse(planned.body) as Record<string, unknown> },
+        });
+      }
+      const [bundled, modules] = seen as [(typeof seen)[0], (typeof seen)[0]];
+      // Nest names schemas after classes and reads constructor types from decorator metadata: a
+      // bundler that renamed a class or dropped metadata would change this document.
+      expect(bundled.spec).toEqual(modules.spec);
+      expect(Object.keys((bundled.spec as { paths: object }).paths)).toContain('/api/v1/rollouts');
+      // The same problem, naming the same field (the request id is each request's own).
+      const { requestId: _a, ...bundledProblem } = bundled.rejected.body;
+      const { requestId: _b, ...modulesProblem } = modules.rejected.body;
+      expect(bundled.rejected.status).toBe(400);
+      expect(bundledProblem).toEqual(modulesProblem);
+      expect(bundledProblem).toMatchObject({ errors: [{ field: 'product' }] });
+      expect(bundled.planned.status).toBe(201);
+      expect(modules.planned.status).toBe(201);
+    } finally {
+      for (const child of children) {
+        if (child.proc.exitCode === null && child.proc.signalCode === null) child.proc.kill('SIGTERM');
+        await child.exited;
+      }
+      for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

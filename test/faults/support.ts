@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { serviceEntry } from '../support/build.js';
 import { adminUrl, testDbPrefix } from '../support/postgres.js';
 import { eventually } from '../support/wait.js';
 
@@ -44,7 +45,7 @@ export interface Service {
 const KEEP = 200_000;
 
 /**
- * Spawns `node <build>/src/main.js` with only the variables given (and PATH, HOME).
+ * Spawns the service as production runs it, `node <build>/src/bundle/main.js`, with only the variables given (and PATH, HOME).
  *
  * @example
  * const svc = spawnService({ DATA_DIR: dir });
@@ -58,7 +59,7 @@ export function spawnService(env: Record<string, string>): Service {
   const listening = new Promise<string>((resolve) => {
     announce = resolve;
   });
-  const proc = spawn(process.execPath, [path.join(buildDir(), 'src/main.js')], {
+  const proc = spawn(process.execPath, [serviceEntry(buildDir())], {
     cwd: ROOT,
     env: {
       PATH: process.env.PATH ?? '',

@@ -10,7 +10,8 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
  * Builds the server with the project's own compiler settings (tsconfig.build.json, as `nest build`
  * does) into `test-output/<label>-<pid>-<random>`, so that tests which start the real process never
  * run from the shared dist/, which anyone may be rebuilding meanwhile. Returns the directory; the
- * caller removes it. Only emits: the checks are the typecheck's job.
+ * caller removes it. Only emits: the checks are the typecheck's job. Then bundles it as `npm run
+ * build` does (src/build/bundle.ts), so that `serviceEntry(dir)` is the file production runs.
  */
 export async function buildServer(label: string): Promise<string> {
   const dir = path.join(ROOT, 'test-output', `${label}-${process.pid}-${randomBytes(4).toString('hex')}`);
@@ -26,5 +27,12 @@ export async function buildServer(label: string): Promise<string> {
     ],
     { cwd: ROOT },
   );
+  await promisify(execFile)(process.execPath, [path.join(dir, 'src/build/bundle.js')], { cwd: ROOT });
   return dir;
 }
+
+/** The service as `npm start` runs it: the bundle of the build in `dir`. */
+export const serviceEntry = (dir: string) => path.join(dir, 'src/bundle/main.js');
+
+/** The same build's modules, unbundled (`dir/src/main.js`). */
+export const unbundledEntry = (dir: string) => path.join(dir, 'src/main.js');
