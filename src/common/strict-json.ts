@@ -50,24 +50,36 @@ const CLOSE_ARRAY = 0x5d;
 const segmentOf = (frame: Frame): string =>
   frame.kind === 'array' ? String(frame.index) : String(frame.key);
 
+/** What one pass over JSON text found: see scanJsonText. */
+export interface JsonTextScan {
+  /** The first duplicate key or nesting past the cap, if any: the text is refused. */
+  ambiguity: JsonAmbiguity | undefined;
+  /** The most containers open at once (`{"a": [1]}` → 2). */
+  depth: number;
+  /** Some string (key or value) holds a backslash escape: only an escape can spell NUL or a lone surrogate. */
+  escapes: boolean;
+  /** Some key is `__proto__`, `constructor` or `prototype`, as written. */
+  reservedKey: boolean;
+}
+
+const isReservedKey = (key: string) => key === '__proto__' || key === 'constructor' || key === 'prototype';
+
 /**
- * The first duplicate key (at any depth) or the first nesting past `maxDepth` in JSON text that
- * JSON.parse has already accepted; undefined when there is neither. RFC 8259 leaves duplicate
- * names to the reader (JSON.parse keeps the last): an audit log must not record one reading of
- * a request when its sender may have meant another.
+ * One pass over JSON text that JSON.parse has already accepted: the first duplicate key (at any
+ * depth) or the first nesting past `maxDepth`, and what the parsed value can hold without
+ * walking it. RFC 8259 leaves duplicate names to the reader (JSON.parse keeps the last): an
+ * audit log must not record one reading of a request when its sender may have meant another.
  *
- * One pass over the text with an explicit stack, never recursion, so it is linear in the
- * length and safe at any depth. Keys are compared decoded (`"a"` and `"\u0061"` are one key),
- * and never normalised (`"é"` and `"e\u0301"` are two).
- *
- * @example
- * findJsonAmbiguity('{"a": {"b": 1, "b": 2}}');
- * // → { field: 'a.b', message: 'the key "b" appears more than once in this object; send it once' }
- * findJsonAmbiguity('{"a": 1}'); // → undefined
+ * With an explicit stack, never recursion, so it is linear in the length and safe at any depth.
+ * Keys are compared decoded (`"a"` and `"\u0061"` are one key), and never normalised (`"é"` and
+ * `"e\u0301"` are two).
  */
-export function findJsonAmbiguity(text: string, maxDepth = MAX_JSON_DEPTH): JsonAmbiguity | undefined {
+export function scanJsonText(text: string, maxDepth = MAX_JSON_DEPTH): JsonTextScan {
   const frames: Frame[] = [];
   const n = text.length;
+  let depth = 0;
+  let escapes = false;
+  let reservedKey = false;
   let i = 0;
   while (i < n) {
     const c = text.charCodeAt(i);
@@ -86,16 +98,16 @@ export function findJsonAmbiguity(text: string, maxDepth = MAX_JSON_DEPTH): Json
           j++;
         }
       }
+      if (escaped) escapes = true;
       const top = frames.at(-1);
       if (top?.kind === 'object' && top.expectKey) {
         const key = escaped ? (JSON.parse(text.slice(i, j + 1)) as string) : text.slice(i + 1, j);
         if (top.keys.has(key)) {
           const field = [...frames.slice(0, -1).map(segmentOf), key].join('.');
-          return {
-            field,
-            message: `the key ${JSON.stringify(key)} appears more than once in this object; send it once`,
-          };
+          const message = `the key ${JSON.stringify(key)} appears more than once in this object; send it once`;
+          return { ambiguity: { field, message }, depth, escapes, reservedKey };
         }
+        if (isReservedKey(key)) reservedKey = true;
         top.keys.add(key);
         top.key = key;
         top.expectKey = false;
@@ -108,13 +120,15 @@ export function findJsonAmbiguity(text: string, maxDepth = MAX_JSON_DEPTH): Json
         // Named after the top-level field it is in, as the validation pipe names deep values.
         const first = frames[0];
         const field = first?.kind === 'object' && first.key !== undefined ? first.key : '(body)';
-        return { field, message: `must not nest deeper than ${maxDepth} levels` };
+        const message = `must not nest deeper than ${maxDepth} levels`;
+        return { ambiguity: { field, message }, depth: frames.length + 1, escapes, reservedKey };
       }
       frames.push(
         c === OPEN_OBJECT
           ? { kind: 'object', keys: new Set(), key: undefined, expectKey: true }
           : { kind: 'array', index: 0 },
       );
+      if (frames.length > depth) depth = frames.length;
     } else if (c === CLOSE_OBJECT || c === CLOSE_ARRAY) {
       frames.pop();
     } else if (c === COMMA) {
@@ -124,7 +138,37 @@ export function findJsonAmbiguity(text: string, maxDepth = MAX_JSON_DEPTH): Json
     }
     i++;
   }
-  return undefined;
+  return { ambiguity: undefined, depth, escapes, reservedKey };
+}
+
+/**
+ * The first duplicate key (at any depth) or the first nesting past `maxDepth` in JSON text that
+ * JSON.parse has already accepted; undefined when there is neither (see scanJsonText).
+ *
+ * @example
+ * findJsonAmbiguity('{"a": {"b": 1, "b": 2}}');
+ * // → { field: 'a.b', message: 'the key "b" appears more than once in this object; send it once' }
+ * findJsonAmbiguity('{"a": 1}'); // → undefined
+ */
+export function findJsonAmbiguity(text: string, maxDepth = MAX_JSON_DEPTH): JsonAmbiguity | undefined {
+  return scanJsonText(text, maxDepth).ambiguity;
+}
+
+/**
+ * Bodies parsed here from text with no escape, no reserved key and at most PLAIN_BODY_DEPTH
+ * levels: they hold no NUL, no lone surrogate (the text was decoded from UTF-8, and only an
+ * escape could spell either), no key the validation pipe refuses, and nothing nested too deep,
+ * so the pipe need not walk them again (see validation.pipe.ts). Weak: a body is forgotten with
+ * its request.
+ */
+const plainBodies = new WeakSet<object>();
+
+/** The validation pipe's depth limit (and the event store's): a body within it is not walked. */
+export const PLAIN_BODY_DEPTH = 64;
+
+/** True when `value` is a body parsed from text that the scan found plain (see plainBodies). */
+export function isPlainParsedBody(value: unknown): boolean {
+  return typeof value === 'object' && value !== null && plainBodies.has(value);
 }
 
 /**
@@ -173,7 +217,8 @@ export function isBlank(body: string | Uint8Array): boolean {
  * Runs Fastify's own JSON parser (syntax errors, prototype poisoning, as Fastify answers them),
  * then refuses what it would have let through ambiguously, each a 400 problem naming the field
  * as the validation pipe's do: bytes that are not UTF-8 (given the raw bytes), a duplicate key,
- * nesting past MAX_JSON_DEPTH.
+ * nesting past MAX_JSON_DEPTH. A body the same scan found plain is remembered as such
+ * (isPlainParsedBody), so the validation pipe does not walk it a second time.
  *
  * @example
  * const parseJson = fastify.getDefaultJsonParser('error', 'error');
@@ -196,11 +241,19 @@ export function parseJsonStrictly<R>(
       done(err);
       return;
     }
-    const ambiguity = findJsonAmbiguity(text);
-    if (ambiguity) {
-      done(new BadRequestException([`${ambiguity.field}: ${ambiguity.message}`]));
+    const scan = scanJsonText(text);
+    if (scan.ambiguity) {
+      done(new BadRequestException([`${scan.ambiguity.field}: ${scan.ambiguity.message}`]));
       return;
     }
+    if (
+      typeof value === 'object' &&
+      value !== null &&
+      !scan.escapes &&
+      !scan.reservedKey &&
+      scan.depth <= PLAIN_BODY_DEPTH
+    )
+      plainBodies.add(value);
     done(null, value);
   });
 }

@@ -1,4 +1,5 @@
 import { type ArgumentMetadata, BadRequestException, StandardSchemaValidationPipe } from '@nestjs/common';
+import { isPlainParsedBody, PLAIN_BODY_DEPTH } from './strict-json.js';
 
 /** A Standard Schema issue, plus what Zod adds to an unknown-keys one. */
 interface Issue {
@@ -12,9 +13,17 @@ interface Issue {
 const ROOT = '\u0000root';
 
 /** As deep as the event store keeps (storable-json.ts): no schema ever walks a deeper value. */
-const MAX_DEPTH = 64;
+const MAX_DEPTH = PLAIN_BODY_DEPTH;
 // A lone UTF-16 surrogate: valid in a JS string, not encodable as UTF-8, so never storable.
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/**
+ * Keys no input may carry. Nest's own pipe deletes them silently, so a readback's free-form
+ * `observed` value with a `constructor` key was recorded without it; the event store refuses
+ * them. Refused here, naming the field, the client learns what was not recorded.
+ */
+const RESERVED_KEY = 'is a reserved key (__proto__, constructor, prototype): rename it';
+const isReservedKey = (key: string) => key === '__proto__' || key === 'constructor' || key === 'prototype';
 
 function badText(s: string): string | undefined {
   if (s.includes('\u0000')) return 'must not contain the NUL character (U+0000)';
@@ -39,8 +48,9 @@ function pathOf(node: Node | undefined): string[] {
 /**
  * The first part of an input that no schema may be given, as a "path: message" string: a value
  * nested deeper than MAX_DEPTH (a recursive schema such as z.json() overflows the call stack on
- * 10,000 levels, which was a 500), or a string or key with NUL or a lone surrogate (Postgres
- * text and jsonb cannot hold them: in a query filter that was a 500, in a key name too). Walks
+ * 10,000 levels, which was a 500), a string or key with NUL or a lone surrogate (Postgres
+ * text and jsonb cannot hold them: in a query filter that was a 500, in a key name too), or a
+ * reserved key. Walks
  * with its own stack, never by recursion, so any depth is safe here. Every request body goes
  * through it, so paths are built only for the answer, never per value.
  */
@@ -67,6 +77,7 @@ function unstorable(value: unknown): string | undefined {
           parent: next,
           depth: next.depth + 1,
         };
+        if (isReservedKey(key)) return `${at(pathOf(child))}: ${RESERVED_KEY}`;
         const problem = badText(key);
         if (problem) return `${at(pathOf(child))}: ${problem} (in the key)`;
         stack.push(child);
@@ -89,7 +100,12 @@ function unstorable(value: unknown): string | undefined {
 export class SchemaValidationPipe extends StandardSchemaValidationPipe {
   override async transform<T = unknown>(value: T, metadata: ArgumentMetadata): Promise<T> {
     try {
-      const problem = metadata.schema && metadata.type !== 'custom' ? unstorable(value) : undefined;
+      // A body the JSON parser's scan found plain holds nothing the walk would refuse (strict-json.ts).
+      const walk =
+        metadata.schema &&
+        metadata.type !== 'custom' &&
+        !(metadata.type === 'body' && isPlainParsedBody(value));
+      const problem = walk ? unstorable(value) : undefined;
       if (problem) throw new BadRequestException([problem]);
       return await super.transform(value, metadata);
     } catch (err) {
@@ -102,6 +118,13 @@ export class SchemaValidationPipe extends StandardSchemaValidationPipe {
       );
     }
   }
+
+  /**
+   * Nest's pipe deletes `__proto__`, `constructor` and `prototype` keys here, walking the value
+   * again. It is called only for a value with a schema, where transform() above has already
+   * refused any such key (or the JSON parser's scan found none), so there is none to delete.
+   */
+  protected override stripProtoKeys(_value: unknown): void {}
 
   protected override formatIssueMessages(issues: readonly Issue[]): string[] {
     return super.formatIssueMessages(

@@ -51,16 +51,3 @@ export function assertStorableJson(value: unknown, path: string, depth = 0): voi
   }
   throw new InvalidInput(path, `a ${typeof value} is not JSON`);
 }
-
-/**
- * assertStorableJson over a request body, naming fields from the body's top level (`title`,
- * `sequence[0].action`), so a client sees its own field names rather than the event's.
- */
-export function assertStorableBody(body: unknown): void {
-  if (body === undefined) return;
-  if (body !== null && typeof body === 'object' && !Array.isArray(body)) {
-    for (const [key, value] of Object.entries(body)) assertStorableJson(value, key);
-    return;
-  }
-  assertStorableJson(body, '(body)');
-}

@@ -14,7 +14,6 @@ import {
 import { ApiBearerAuth, ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply } from 'fastify';
 import { type AuthenticatedRequest, CurrentPrincipal, type Principal, Roles } from '../auth/principal.js';
-import { assertStorableBody } from '../event-store/storable-json.js';
 import type { RolloutCommand } from './rollout.decide.js';
 import type { Plan } from './rollout.plan.js';
 import {
@@ -292,7 +291,6 @@ export class RolloutsController {
   }
 
   private context(req: AuthenticatedRequest, principal: Principal, body: unknown): WriteContext {
-    assertStorableBody(body);
     const ifMatch = parseIfMatch(headerOf(req, 'if-match'));
     if (ifMatch === 'invalid')
       throw new BadRequestException(['If-Match: must be a stream version, e.g. "3"']);

@@ -5,7 +5,9 @@ import {
   findJsonAmbiguity,
   isBlank,
   MAX_JSON_DEPTH,
+  PLAIN_BODY_DEPTH,
   StrictJsonError,
+  scanJsonText,
   strictParse,
 } from '../../src/common/strict-json.js';
 
@@ -132,6 +134,77 @@ describe('strictParse', () => {
     expect(findJsonAmbiguity('{"a": [1, 2, {"b": null}], "c": "d"}')).toBeUndefined();
     expect(findJsonAmbiguity('"just a string"')).toBeUndefined();
     expect(findJsonAmbiguity('42')).toBeUndefined();
+  });
+});
+
+/** What the validation pipe's walk refuses in a parsed value, found by walking it (the slow way). */
+function walkFacts(value: unknown): { depth: number; badText: boolean; reservedKey: boolean } {
+  const bad = (t: string) => t.includes('\u0000') || !t.isWellFormed();
+  const facts = { depth: 0, badText: false, reservedKey: false };
+  const visit = (v: unknown, depth: number) => {
+    facts.depth = Math.max(facts.depth, depth);
+    if (typeof v === 'string') facts.badText ||= bad(v);
+    else if (typeof v === 'object' && v !== null)
+      for (const [k, child] of Object.entries(v)) {
+        facts.badText ||= bad(k);
+        facts.reservedKey ||= ['__proto__', 'constructor', 'prototype'].includes(k);
+        visit(child, depth + 1);
+      }
+  };
+  visit(value, 0);
+  return facts;
+}
+
+describe('scanJsonText: what a parsed body can hold, from its text', () => {
+  /** Any JSON value: full-Unicode strings (NUL and lone surrogates among them) and reserved keys. */
+  const key = fc.oneof(
+    fc.string({ unit: 'binary' }),
+    fc.constantFrom('constructor', 'prototype', '__proto__', 'a\u0000', '\ud800'),
+  );
+  const value = fc.letrec((tie) => ({
+    json: fc.oneof(
+      { depthSize: 'small' },
+      fc.string({ unit: 'binary' }),
+      fc.constantFrom(null, true, 0, -1.5, '\u0000', '\udc00x'),
+      fc.array(tie('json'), { maxLength: 4 }),
+      fc.dictionary(key, tie('json'), { maxKeys: 4 }),
+    ),
+  })).json;
+
+  it('finds a body plain only when walking it finds nothing to refuse (fast-check)', () => {
+    fc.assert(
+      fc.property(value, fc.boolean(), (v, pretty) => {
+        const text = JSON.stringify(v, null, pretty ? 1 : undefined);
+        const scan = scanJsonText(text);
+        if (scan.ambiguity) return;
+        const facts = walkFacts(JSON.parse(text));
+        // Sound: what the scan calls plain, the walk would have passed.
+        if (!scan.escapes && !scan.reservedKey && scan.depth <= PLAIN_BODY_DEPTH) {
+          expect(facts.badText).toBe(false);
+          expect(facts.reservedKey).toBe(false);
+        }
+        // And exact where it matters: a reserved key is always seen (unless escaped), bad text
+        // always shows as an escape, and the depth bounds every value's.
+        if (facts.reservedKey) expect(scan.reservedKey || scan.escapes).toBe(true);
+        if (facts.badText) expect(scan.escapes).toBe(true);
+        expect(facts.depth).toBeLessThanOrEqual(scan.depth);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('counts containers open at once, and sees escaped and reserved keys', () => {
+    expect(scanJsonText('{"a": [1, {"b": []}]}')).toMatchObject({
+      depth: 4,
+      escapes: false,
+      reservedKey: false,
+    });
+    expect(scanJsonText('"x"')).toMatchObject({ depth: 0, escapes: false });
+    expect(scanJsonText('{"a": "\\n"}').escapes).toBe(true);
+    expect(scanJsonText('{"a": {"constructor": 1}}').reservedKey).toBe(true);
+    expect(scanJsonText('{"a": "constructor"}').reservedKey).toBe(false);
+    expect(scanJsonText('{"\\u0063onstructor": 1}')).toMatchObject({ escapes: true });
+    expect(scanJsonText(nestedObject(PLAIN_BODY_DEPTH)).depth).toBe(PLAIN_BODY_DEPTH);
   });
 });
 
