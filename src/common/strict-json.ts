@@ -62,7 +62,12 @@ export interface JsonTextScan {
   reservedKey: boolean;
 }
 
-const isReservedKey = (key: string) => key === '__proto__' || key === 'constructor' || key === 'prototype';
+/**
+ * Keys no input may carry anywhere: `__proto__`, `constructor` and `prototype`, as JavaScript
+ * reads them when it copies or merges objects. The validation pipe and the event store refuse them.
+ */
+export const isReservedKey = (key: string): boolean =>
+  key === '__proto__' || key === 'constructor' || key === 'prototype';
 
 /**
  * One pass over JSON text that JSON.parse has already accepted: the first duplicate key (at any

@@ -1,5 +1,5 @@
 import { type ArgumentMetadata, BadRequestException, StandardSchemaValidationPipe } from '@nestjs/common';
-import { isPlainParsedBody, PLAIN_BODY_DEPTH } from './strict-json.js';
+import { isPlainParsedBody, isReservedKey, PLAIN_BODY_DEPTH } from './strict-json.js';
 
 /** A Standard Schema issue, plus what Zod adds to an unknown-keys one. */
 interface Issue {
@@ -23,7 +23,6 @@ const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[
  * them. Refused here, naming the field, the client learns what was not recorded.
  */
 const RESERVED_KEY = 'is a reserved key (__proto__, constructor, prototype): rename it';
-const isReservedKey = (key: string) => key === '__proto__' || key === 'constructor' || key === 'prototype';
 
 function badText(s: string): string | undefined {
   if (s.includes('\u0000')) return 'must not contain the NUL character (U+0000)';
@@ -50,9 +49,8 @@ function pathOf(node: Node | undefined): string[] {
  * nested deeper than MAX_DEPTH (a recursive schema such as z.json() overflows the call stack on
  * 10,000 levels, which was a 500), a string or key with NUL or a lone surrogate (Postgres
  * text and jsonb cannot hold them: in a query filter that was a 500, in a key name too), or a
- * reserved key. Walks
- * with its own stack, never by recursion, so any depth is safe here. Every request body goes
- * through it, so paths are built only for the answer, never per value.
+ * reserved key. Walks with its own stack, never by recursion, so any depth is safe here. Paths
+ * are built only for the answer, never per value.
  */
 function unstorable(value: unknown): string | undefined {
   const at = (path: string[]) => (path.length > 0 ? path.join('.') : ROOT);

@@ -1,4 +1,5 @@
 import { InvalidInput } from '../common/errors.js';
+import { isReservedKey } from '../common/strict-json.js';
 
 const MAX_DEPTH = 64;
 // A lone UTF-16 surrogate: valid in a JS string, refused by Postgres jsonb.
@@ -41,7 +42,7 @@ export function assertStorableJson(value: unknown, path: string, depth = 0): voi
       throw new InvalidInput(path, 'must be a plain JSON object');
     for (const key of Object.keys(value)) {
       const keyPath = `${path}.${key}`;
-      if (key === '__proto__' || key === 'constructor' || key === 'prototype') {
+      if (isReservedKey(key)) {
         throw new InvalidInput(keyPath, 'reserved key is not allowed');
       }
       checkString(key, keyPath);

@@ -419,7 +419,6 @@ describe.each(ROUTES.map((r) => [r.name, r] as const))('%s', (_, route) => {
     const cases: { body?: Json; raw?: string; field: string }[] = [];
     for (const key of ['constructor', 'prototype']) {
       cases.push({ body: setAt(route.valid, [key], 1), field: key });
-      cases.push({ ...withRawField(route, key, '1'), field: key });
       // Escaped in the text: the same key once decoded.
       cases.push({
         raw: withRawField(route, key, '1').raw.replace(

@@ -45,7 +45,8 @@ export interface Service {
 const KEEP = 200_000;
 
 /**
- * Spawns the service as production runs it, `node <build>/src/bundle/main.js`, with only the variables given (and PATH, HOME).
+ * Spawns the service as production runs it, `node <build>/src/bundle/main.js`, with only the
+ * variables given (and PATH, HOME).
  *
  * @example
  * const svc = spawnService({ DATA_DIR: dir });
