@@ -160,7 +160,7 @@ export function findJsonAmbiguity(text: string, maxDepth = MAX_JSON_DEPTH): Json
 }
 
 /**
- * Bodies parsed here from text with no escape, no reserved key and at most PLAIN_BODY_DEPTH
+ * Bodies parsed here from text with no escape, no reserved key and at most MAX_VALUE_DEPTH
  * levels: they hold no NUL, no lone surrogate (the text was decoded from UTF-8, and only an
  * escape could spell either), no key the validation pipe refuses, and nothing nested too deep,
  * so the pipe need not walk them again (see validation.pipe.ts). Weak: a body is forgotten with
@@ -168,8 +168,21 @@ export function findJsonAmbiguity(text: string, maxDepth = MAX_JSON_DEPTH): Json
  */
 const plainBodies = new WeakSet<object>();
 
-/** The validation pipe's depth limit (and the event store's): a body within it is not walked. */
-export const PLAIN_BODY_DEPTH = 64;
+/**
+ * How deep a value may nest to be stored: the validation pipe's limit and the event store's. A
+ * body the scan found no deeper is not walked again.
+ */
+export const MAX_VALUE_DEPTH = 64;
+
+/**
+ * Why a string (or key) cannot be stored, or undefined: Postgres text and `jsonb` hold neither
+ * NUL nor a lone UTF-16 surrogate (valid in a JavaScript string, not encodable as UTF-8).
+ */
+export function unstorableText(s: string): string | undefined {
+  if (s.includes('\u0000')) return 'must not contain the NUL character (U+0000)';
+  if (!s.isWellFormed()) return 'must be well-formed Unicode (lone surrogate)';
+  return undefined;
+}
 
 /** True when `value` is a body parsed from text that the scan found plain (see plainBodies). */
 export function isPlainParsedBody(value: unknown): boolean {
@@ -256,7 +269,7 @@ export function parseJsonStrictly<R>(
       value !== null &&
       !scan.escapes &&
       !scan.reservedKey &&
-      scan.depth <= PLAIN_BODY_DEPTH
+      scan.depth <= MAX_VALUE_DEPTH
     )
       plainBodies.add(value);
     done(null, value);

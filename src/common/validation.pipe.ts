@@ -1,5 +1,5 @@
 import { type ArgumentMetadata, BadRequestException, StandardSchemaValidationPipe } from '@nestjs/common';
-import { isPlainParsedBody, isReservedKey, PLAIN_BODY_DEPTH } from './strict-json.js';
+import { isPlainParsedBody, isReservedKey, MAX_VALUE_DEPTH, unstorableText } from './strict-json.js';
 
 /** A Standard Schema issue, plus what Zod adds to an unknown-keys one. */
 interface Issue {
@@ -12,23 +12,12 @@ interface Issue {
 /** Stands for "the validated value itself" in a message, until transform() knows its name. */
 const ROOT = '\u0000root';
 
-/** As deep as the event store keeps (storable-json.ts): no schema ever walks a deeper value. */
-const MAX_DEPTH = PLAIN_BODY_DEPTH;
-// A lone UTF-16 surrogate: valid in a JS string, not encodable as UTF-8, so never storable.
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
-
 /**
  * Keys no input may carry. Nest's own pipe deletes them silently, so a readback's free-form
  * `observed` value with a `constructor` key was recorded without it; the event store refuses
  * them. Refused here, naming the field, the client learns what was not recorded.
  */
 const RESERVED_KEY = 'is a reserved key (__proto__, constructor, prototype): rename it';
-
-function badText(s: string): string | undefined {
-  if (s.includes('\u0000')) return 'must not contain the NUL character (U+0000)';
-  if (LONE_SURROGATE.test(s)) return 'must be well-formed Unicode (lone surrogate)';
-  return undefined;
-}
 
 /** A value met by the walk below: its key and its parent's node, so its path is built only when needed. */
 interface Node {
@@ -44,27 +33,35 @@ function pathOf(node: Node | undefined): string[] {
   return path.reverse();
 }
 
+/** What the walk below found: each as a "path: message" string. */
+interface Unstorable {
+  /** Refused before the schema sees the value: it could not hold it, or could not cope. */
+  problem?: string;
+  /** The first reserved key, refused once the schema has had its say on the value's shape. */
+  reservedKey?: string;
+}
+
 /**
- * The first part of an input that no schema may be given, as a "path: message" string: a value
- * nested deeper than MAX_DEPTH (a recursive schema such as z.json() overflows the call stack on
- * 10,000 levels, which was a 500), a string or key with NUL or a lone surrogate (Postgres
- * text and jsonb cannot hold them: in a query filter that was a 500, in a key name too), or a
- * reserved key. Walks with its own stack, never by recursion, so any depth is safe here. Paths
- * are built only for the answer, never per value.
+ * What no schema may be given: a value nested deeper than MAX_VALUE_DEPTH (a recursive schema
+ * such as z.json() overflows the call stack on 10,000 levels, which was a 500), or a string or
+ * key with NUL or a lone surrogate (Postgres text and jsonb cannot hold them: in a query filter
+ * that was a 500, in a key name too); and the first reserved key. Walks with its own stack, never
+ * by recursion, so any depth is safe here. Paths are built only for the answer, never per value.
  */
-function unstorable(value: unknown): string | undefined {
+function unstorable(value: unknown): Unstorable {
   const at = (path: string[]) => (path.length > 0 ? path.join('.') : ROOT);
   const stack: Node[] = [{ value, key: undefined, parent: undefined, depth: 0 }];
+  let reservedKey: string | undefined;
   for (let next = stack.pop(); next; next = stack.pop()) {
     const v = next.value;
-    if (next.depth > MAX_DEPTH) {
+    if (next.depth > MAX_VALUE_DEPTH) {
       // Named after the top-level field it is in (the whole path would be 65 segments long).
       const field = Array.isArray(value) ? [] : pathOf(next).slice(0, 1);
-      return `${at(field)}: must not nest deeper than ${MAX_DEPTH} levels`;
+      return { problem: `${at(field)}: must not nest deeper than ${MAX_VALUE_DEPTH} levels` };
     }
     if (typeof v === 'string') {
-      const problem = badText(v);
-      if (problem) return `${at(pathOf(next))}: ${problem}`;
+      const problem = unstorableText(v);
+      if (problem) return { problem: `${at(pathOf(next))}: ${problem}` };
     } else if (typeof v === 'object' && v !== null) {
       const keys = Object.keys(v);
       for (let i = keys.length - 1; i >= 0; i--) {
@@ -75,14 +72,15 @@ function unstorable(value: unknown): string | undefined {
           parent: next,
           depth: next.depth + 1,
         };
-        if (isReservedKey(key)) return `${at(pathOf(child))}: ${RESERVED_KEY}`;
-        const problem = badText(key);
-        if (problem) return `${at(pathOf(child))}: ${problem} (in the key)`;
+        if (reservedKey === undefined && isReservedKey(key))
+          reservedKey = `${at(pathOf(child))}: ${RESERVED_KEY}`;
+        const problem = unstorableText(key);
+        if (problem) return { problem: `${at(pathOf(child))}: ${problem} (in the key)` };
         stack.push(child);
       }
     }
   }
-  return undefined;
+  return { reservedKey };
 }
 
 /**
@@ -103,9 +101,13 @@ export class SchemaValidationPipe extends StandardSchemaValidationPipe {
         metadata.schema &&
         metadata.type !== 'custom' &&
         !(metadata.type === 'body' && isPlainParsedBody(value));
-      const problem = walk ? unstorable(value) : undefined;
-      if (problem) throw new BadRequestException([problem]);
-      return await super.transform(value, metadata);
+      const found = walk ? unstorable(value) : {};
+      if (found.problem) throw new BadRequestException([found.problem]);
+      const result = await super.transform(value, metadata);
+      // After the schema: a body of the wrong shape is named as such (`(body)`, an unknown field)
+      // before a reserved key inside it; one the schema accepts (in free-form JSON) is refused here.
+      if (found.reservedKey) throw new BadRequestException([found.reservedKey]);
+      return result;
     } catch (err) {
       if (!(err instanceof BadRequestException)) throw err;
       const messages = (err.getResponse() as { message?: unknown }).message;
@@ -119,8 +121,8 @@ export class SchemaValidationPipe extends StandardSchemaValidationPipe {
 
   /**
    * Nest's pipe deletes `__proto__`, `constructor` and `prototype` keys here, walking the value
-   * again. It is called only for a value with a schema, where transform() above has already
-   * refused any such key (or the JSON parser's scan found none), so there is none to delete.
+   * again. It is called only for a value with a schema, where transform() above refuses any such
+   * key once the schema has run (or the JSON parser's scan found none), so none gets through.
    */
   protected override stripProtoKeys(_value: unknown): void {}
 

@@ -1,13 +1,9 @@
 import { InvalidInput } from '../common/errors.js';
-import { isReservedKey } from '../common/strict-json.js';
-
-const MAX_DEPTH = 64;
-// A lone UTF-16 surrogate: valid in a JS string, refused by Postgres jsonb.
-const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+import { isReservedKey, MAX_VALUE_DEPTH, unstorableText } from '../common/strict-json.js';
 
 function checkString(s: string, path: string): void {
-  if (s.includes('\u0000')) throw new InvalidInput(path, 'must not contain the NUL character (U+0000)');
-  if (LONE_SURROGATE.test(s)) throw new InvalidInput(path, 'must be well-formed Unicode (lone surrogate)');
+  const problem = unstorableText(s);
+  if (problem) throw new InvalidInput(path, problem);
 }
 
 /**
@@ -20,7 +16,7 @@ function checkString(s: string, path: string): void {
  * assertStorableJson({ bad: 'a\u0000b' }, 'data'); // throws InvalidInput at data.bad
  */
 export function assertStorableJson(value: unknown, path: string, depth = 0): void {
-  if (depth > MAX_DEPTH) throw new InvalidInput(path, `nesting deeper than ${MAX_DEPTH} levels`);
+  if (depth > MAX_VALUE_DEPTH) throw new InvalidInput(path, `nesting deeper than ${MAX_VALUE_DEPTH} levels`);
   if (value === null || typeof value === 'boolean') return;
   if (typeof value === 'number') {
     if (!Number.isFinite(value)) throw new InvalidInput(path, 'must be a finite number');

@@ -13,8 +13,11 @@ import { bearer, createKey } from '../support/auth.js';
 // dropped, and pollute nothing.
 
 const R = '/api/v1/rollouts';
-/** Runs of each property; enough to shake out each route, few enough to stay quick on PGlite. */
-const RUNS = 40;
+/**
+ * Runs of each property; enough to shake out each route, few enough to stay quick on PGlite.
+ * `FUZZ_RUNS=600` searches harder for a rare counterexample.
+ */
+const RUNS = Number(process.env.FUZZ_RUNS ?? 40);
 const RESERVED = ['__proto__', 'constructor', 'prototype'];
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -336,8 +339,8 @@ function strayBody(route: WriteRoute): fc.Arbitrary<string> {
     .filter((raw) => {
       const parsed = JSON.parse(raw) as unknown;
       if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return true;
-      // Nest drops reserved keys without a word: only another stray key makes it surely invalid.
-      return Object.keys(parsed).some((k) => !known.includes(k) && !RESERVED.includes(k));
+      // Any key the route does not know makes it invalid, a reserved one included (refused).
+      return Object.keys(parsed).some((k) => !known.includes(k));
     });
 }
 
@@ -419,6 +422,8 @@ describe.each(ROUTES.map((r) => [r.name, r] as const))('%s', (_, route) => {
     const cases: { body?: Json; raw?: string; field: string }[] = [];
     for (const key of ['constructor', 'prototype']) {
       cases.push({ body: setAt(route.valid, [key], 1), field: key });
+      // In a body of the wrong shape the shape is named first, as for any other body.
+      cases.push({ body: [{ [key]: 1 }], field: '(body)' });
       // Escaped in the text: the same key once decoded.
       cases.push({
         raw: withRawField(route, key, '1').raw.replace(
@@ -506,7 +511,7 @@ describe.each(ROUTES.map((r) => [r.name, r] as const))('%s', (_, route) => {
     }
   });
 
-  it('__proto__, constructor and prototype keys anywhere: refused or dropped, never polluting', async () => {
+  it('__proto__, constructor and prototype keys anywhere: refused (never dropped) and never polluting', async () => {
     const inject = (at: (string | number)[], key: string, value: Json) =>
       JSON.stringify(setAt(route.valid, [...at, 'INJECTED_KEY'], value)).replace(
         '"INJECTED_KEY"',
@@ -532,21 +537,8 @@ describe.each(ROUTES.map((r) => [r.name, r] as const))('%s', (_, route) => {
           expect(res.status, `${what} → ${JSON.stringify(res.body)}`).toBeLessThan(500);
           expect(({} as Record<string, unknown>).polluted, what).toBeUndefined();
           expect(Object.hasOwn(Object.prototype, 'polluted'), what).toBe(false);
-          if (res.status >= 400) {
-            await expectRefused(res, before, what);
-            return;
-          }
-          // Accepted: the key was dropped. One event more, and it holds no such key.
-          expect(await countEvents(), what).toBe(before + 1);
-          const id = (res.body as { id: string }).id;
-          const events = await request(t.server).get(`${R}/${id}/events`).set(AUTH).expect(200);
-          const got = await request(t.server).get(`${R}/${id}`).set(AUTH).expect(200);
-          for (const text of [JSON.stringify(events.body.events.at(-1).data), got.text]) {
-            for (const k of RESERVED) expect(text, what).not.toContain(`"${k}"`);
-            expect(text, what).not.toContain('"polluted"');
-          }
-          // The live rollout moved on: make a new one in the route's state for the next run.
-          if (route.state !== 'none') live.set(route.name, await rolloutIn(route.state));
+          // Refused, never dropped: a key left out would make the ledger record less than was sent.
+          await expectRefused(res, before, what, 400);
         },
       ),
       {

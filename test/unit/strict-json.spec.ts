@@ -5,7 +5,7 @@ import {
   findJsonAmbiguity,
   isBlank,
   MAX_JSON_DEPTH,
-  PLAIN_BODY_DEPTH,
+  MAX_VALUE_DEPTH,
   StrictJsonError,
   scanJsonText,
   strictParse,
@@ -179,7 +179,7 @@ describe('scanJsonText: what a parsed body can hold, from its text', () => {
         if (scan.ambiguity) return;
         const facts = walkFacts(JSON.parse(text));
         // Sound: what the scan calls plain, the walk would have passed.
-        if (!scan.escapes && !scan.reservedKey && scan.depth <= PLAIN_BODY_DEPTH) {
+        if (!scan.escapes && !scan.reservedKey && scan.depth <= MAX_VALUE_DEPTH) {
           expect(facts.badText).toBe(false);
           expect(facts.reservedKey).toBe(false);
         }
@@ -204,7 +204,7 @@ describe('scanJsonText: what a parsed body can hold, from its text', () => {
     expect(scanJsonText('{"a": {"constructor": 1}}').reservedKey).toBe(true);
     expect(scanJsonText('{"a": "constructor"}').reservedKey).toBe(false);
     expect(scanJsonText('{"\\u0063onstructor": 1}')).toMatchObject({ escapes: true });
-    expect(scanJsonText(nestedObject(PLAIN_BODY_DEPTH)).depth).toBe(PLAIN_BODY_DEPTH);
+    expect(scanJsonText(nestedObject(MAX_VALUE_DEPTH)).depth).toBe(MAX_VALUE_DEPTH);
   });
 });
 
