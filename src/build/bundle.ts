@@ -8,7 +8,7 @@ import { build, type Plugin } from 'esbuild';
  * Bundles the compiled service (`<build>/src/main.js`, tsc's output with its decorator metadata)
  * into one file, `<build>/src/bundle/main.js`, which is what `npm start` runs.
  *
- * Why: on a slow two-core machine, loading some 1,500 module files through Node's ESM and CJS
+ * Why: on a slow two-core machine, loading some 2,100 module files through Node's ESM and CJS
  * loaders is the larger part of a cold start. One file cuts that to a parse of it (see
  * docs/benchmarks.md, "Cold start: one bundled file").
  *
