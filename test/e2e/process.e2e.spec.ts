@@ -205,7 +205,7 @@ describe('the server process: configuration', () => {
 });
 
 describe('the server process: the bundle production runs', () => {
-  it('serves what its own modules serve: the OpenAPI document, a rejected body, a recorded rollout', async () => {
+  it('serves what its own modules serve: the OpenAPI document, a rejected body, a recorded rollout, its reports', async () => {
     const dirs = [
       await mkdtemp(path.join(tmpdir(), 'upgrade-ledger-bundle-')),
       await mkdtemp(path.join(tmpdir(), 'upgrade-ledger-modules-')),
@@ -234,6 +234,16 @@ describe('the server process: the bundle production runs', () => {
         expect(spec.status).toBe(200);
         const rejected = await postJson(port, '/api/v1/rollouts', { product: 42 }, auth);
         const planned = await postJson(port, '/api/v1/rollouts', plan, auth);
+        // The PDF renderer (and PDFKit behind it) loads on the first PDF, from a chunk of its own;
+        // the HTML report reads its templates from reports/.
+        const report = `/api/v1/reports/rollouts/${(JSON.parse(planned.body) as { id: string }).id}`;
+        const pdf = await get(port, `${report}?format=pdf`, auth);
+        const html = await get(port, report, { ...auth, Accept: 'text/html' });
+        expect(pdf.status, pdf.body.slice(0, 300)).toBe(200);
+        expect(pdf.headers['content-type']).toMatch(/^application\/pdf/);
+        expect(pdf.body.startsWith('%PDF-')).toBe(true);
+        expect(html.status, html.body.slice(0, 300)).toBe(200);
+        expect(html.body).toMatch(/<html[^>]*>/i);
         seen.push({
           spec: JSON.parse(spec.body) as unknown,
           rejected: { status: rejected.status, body: JSON.parse(rejected.body) as Record<string, unknown> },
