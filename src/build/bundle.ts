@@ -22,15 +22,7 @@ import { build, type Plugin } from 'esbuild';
  * modules (PGlite its WebAssembly and data, PDFKit its font metrics, the Swagger UI its assets,
  * the DejaVu fonts) or start worker threads from paths (pino's transports).
  */
-const KEEP_AS_FILES = [
-  '@electric-sql/pglite',
-  'pdfkit',
-  'swagger-ui-dist',
-  'dejavu-fonts-ttf',
-  'pino',
-  'pino-pretty',
-  'thread-stream',
-];
+const KEEP_AS_FILES = ['@electric-sql/pglite', 'pdfkit', 'swagger-ui-dist', 'dejavu-fonts-ttf', 'pino'];
 
 /** `@scope/name/sub/path` → `@scope/name`; `name/sub` → `name`. */
 function packageName(specifier: string): string {

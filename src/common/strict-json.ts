@@ -160,15 +160,6 @@ export function findJsonAmbiguity(text: string, maxDepth = MAX_JSON_DEPTH): Json
 }
 
 /**
- * Bodies parsed here from text with no escape, no reserved key and at most MAX_VALUE_DEPTH
- * levels: they hold no NUL, no lone surrogate (the text was decoded from UTF-8, and only an
- * escape could spell either), no key the validation pipe refuses, and nothing nested too deep,
- * so the pipe need not walk them again (see validation.pipe.ts). Weak: a body is forgotten with
- * its request.
- */
-const plainBodies = new WeakSet<object>();
-
-/**
  * How deep a value may nest to be stored: the validation pipe's limit and the event store's. A
  * body the scan found no deeper is not walked again.
  */
@@ -184,9 +175,19 @@ export function unstorableText(s: string): string | undefined {
   return undefined;
 }
 
+/**
+ * Bodies parsed here from text with no escape, no reserved key and at most MAX_VALUE_DEPTH
+ * levels: they hold no NUL, no lone surrogate (the text was decoded from UTF-8, and only an
+ * escape could spell either), no key the validation pipe refuses, and nothing nested too deep,
+ * so the pipe need not walk them again (see validation.pipe.ts). Weak: a body is forgotten with
+ * its request.
+ */
+const plainBodies = new WeakSet<object>();
+
 /** True when `value` is a body parsed from text that the scan found plain (see plainBodies). */
 export function isPlainParsedBody(value: unknown): boolean {
-  return typeof value === 'object' && value !== null && plainBodies.has(value);
+  // WeakSet#has is false for anything that is not an object.
+  return plainBodies.has(value as object);
 }
 
 /**

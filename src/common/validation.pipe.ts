@@ -14,8 +14,8 @@ const ROOT = '\u0000root';
 
 /**
  * Keys no input may carry. Nest's own pipe deletes them silently, so a readback's free-form
- * `observed` value with a `constructor` key was recorded without it; the event store refuses
- * them. Refused here, naming the field, the client learns what was not recorded.
+ * `observed` value with a `constructor` key was recorded without it. Refused here instead, with
+ * the field named, so the client learns that it was not recorded.
  */
 const RESERVED_KEY = 'is a reserved key (__proto__, constructor, prototype): rename it';
 

@@ -389,7 +389,7 @@ describe('ledger exports and the offline verifier', () => {
     let cwd: string;
 
     beforeAll(async () => {
-      buildDir = await buildServer('exports-build');
+      buildDir = await buildServer('exports-build', { bundle: false }); // runs src/cli.js only
       cwd = await mkdtemp(path.join(tmpdir(), 'upgrade-ledger-cli-'));
     });
     afterAll(async () => {

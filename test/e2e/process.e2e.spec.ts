@@ -95,51 +95,37 @@ interface Reply {
   body: string;
 }
 
-function get(port: number, url: string, headers: Record<string, string> = {}): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = http.get({ host: '127.0.0.1', port, path: url, headers, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => {
-        body += c;
-      });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-  });
-}
-
-function postJson(
+/** One request on a connection of its own; a `json` body is sent as application/json. */
+function send(
   port: number,
+  method: 'GET' | 'POST',
   url: string,
-  body: unknown,
   headers: Record<string, string> = {},
+  json?: unknown,
 ): Promise<Reply> {
   return new Promise((resolve, reject) => {
+    const withType = json === undefined ? headers : { 'content-type': 'application/json', ...headers };
     const req = http.request(
-      {
-        host: '127.0.0.1',
-        port,
-        path: url,
-        method: 'POST',
-        headers: { 'content-type': 'application/json', ...headers },
-        agent: false,
-      },
+      { host: '127.0.0.1', port, path: url, method, headers: withType, agent: false },
       (res) => {
-        let text = '';
+        let body = '';
         res.setEncoding('utf8');
         res.on('data', (c: string) => {
-          text += c;
+          body += c;
         });
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
         res.on('error', reject);
       },
     );
     req.on('error', reject);
-    req.end(JSON.stringify(body));
+    req.end(json === undefined ? undefined : JSON.stringify(json));
   });
 }
+
+const get = (port: number, url: string, headers: Record<string, string> = {}) =>
+  send(port, 'GET', url, headers);
+const postJson = (port: number, url: string, body: unknown, headers: Record<string, string> = {}) =>
+  send(port, 'POST', url, headers, body);
 
 function requestIdOf(child: Child, url: string): string | undefined {
   for (const line of child.stdout().split('\n')) {

@@ -11,9 +11,10 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
  * does) into `test-output/<label>-<pid>-<random>`, so that tests which start the real process never
  * run from the shared dist/, which anyone may be rebuilding meanwhile. Returns the directory; the
  * caller removes it. Only emits: the checks are the typecheck's job. Then bundles it as `npm run
- * build` does (src/build/bundle.ts), so that `serviceEntry(dir)` is the file production runs.
+ * build` does (src/build/bundle.ts), so that `serviceEntry(dir)` is the file production runs;
+ * `bundle: false` for a test that only runs the CLI.
  */
-export async function buildServer(label: string): Promise<string> {
+export async function buildServer(label: string, { bundle = true } = {}): Promise<string> {
   const dir = path.join(ROOT, 'test-output', `${label}-${process.pid}-${randomBytes(4).toString('hex')}`);
   await promisify(execFile)(
     process.execPath,
@@ -27,7 +28,8 @@ export async function buildServer(label: string): Promise<string> {
     ],
     { cwd: ROOT },
   );
-  await promisify(execFile)(process.execPath, [path.join(dir, 'src/build/bundle.js')], { cwd: ROOT });
+  if (bundle)
+    await promisify(execFile)(process.execPath, [path.join(dir, 'src/build/bundle.js')], { cwd: ROOT });
   return dir;
 }
 
