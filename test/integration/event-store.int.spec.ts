@@ -899,6 +899,29 @@ describe.runIf(onPostgres)('racing real connections (Postgres)', () => {
     expect(results.every((r) => !r.duplicate)).toBe(true);
   });
 
+  it('two replicas batching appends to the same streams in opposite orders never deadlock', async () => {
+    // Each replica's group committer puts its queued appends to these streams in one batch; the
+    // two replicas' batches share every stream, sent in opposite orders. A deadlock would fail a
+    // batch (and its appends would then go one by one): none may fail, no append may be lost.
+    const a = new EventStore(await tdb.reopen(4));
+    const b = new EventStore(await tdb.reopen(4));
+    const streams = Array.from({ length: 12 }, () => newStream('race'));
+    for (const s of streams) await store.append(s, [event('first')], { expectedVersion: 'no_stream' });
+    const rounds = 8;
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: rounds }, (_, r) => [
+        ...streams.map((s, i) => a.append(s, [event(`a-${r}-${i}`)])),
+        ...streams.toReversed().map((s, i) => b.append(s, [event(`b-${r}-${i}`)])),
+      ]).flat(),
+    );
+    expect(outcomes.filter((o) => o.status === 'rejected')).toEqual([]);
+    expect(a.commitStats.batchFallbacks + b.commitStats.batchFallbacks).toBe(0);
+    // Batches carried several appends at once, from both replicas.
+    expect(a.commitStats.calls).toBeLessThan(a.commitStats.appends);
+    expect(b.commitStats.calls).toBeLessThan(b.commitStats.appends);
+    for (const s of streams) await expectIntactStream(s, 1 + 2 * rounds);
+  });
+
   it('five identical retries racing on two pools leave one copy', async () => {
     const s = newStream();
     const batch = [event(1, { eventId: randomUUID() }), event(2, { eventId: randomUUID() })];
