@@ -47,14 +47,20 @@ const label = (env: Record<string, string>): string =>
  * in the middle of the run. Each round also runs pgbench on the same SQL one append runs, as
  * append-single does, so every rate has a raw-Postgres ratio from its own round.
  *
+ * With `--rate N`, autocannon sends N requests per second in all instead of as many as the
+ * service answers, and the figure to compare is the CPU per event: on this shared machine it moves
+ * less from run to run at a fixed load than the maximum rate does.
+ *
  * `npm run bench -- append-ab --settings 'GROUP_COMMIT_IN_FLIGHT=1|GROUP_COMMIT_IN_FLIGHT=4'
- *  --connections 16 --duration 12 --rounds 2`
+ *  --connections 16 --duration 12 --rounds 2 [--rate 1200]`
  */
 export async function appendAb(args: Map<string, string>): Promise<void> {
   const started = new Date();
   const seconds = intArg(args, 'duration', 12);
   const connections = intArg(args, 'connections', 16);
   const rounds = intArg(args, 'rounds', 2);
+  const rate = args.has('rate') ? intArg(args, 'rate', 0) : undefined;
+  if (rate !== undefined && rate < 1) throw new Error('--rate: requests per second, at least 1');
   const variants = parseVariants(args.get('settings') ?? '');
   const pgVersion = await serverVersion();
   const ours = 'bench_ab_ours';
@@ -65,7 +71,7 @@ export async function appendAb(args: Map<string, string>): Promise<void> {
   if (!sample) throw new Error('no sample event');
   const script = appendFunctionScript(sample.data, sample.metadata);
   const rows: Row[] = [];
-  const sums = variants.map(() => ({ rate: 0, ratio: 0 }));
+  const sums = variants.map(() => ({ rate: 0, ratio: 0, cpu: 0 }));
   try {
     await recreateDatabase(raw);
     await migrate(raw);
@@ -85,14 +91,15 @@ export async function appendAb(args: Map<string, string>): Promise<void> {
               postgres: backendsOf(ours),
               autocannon: (cmdline) => cmdline.includes('autocannon'),
             },
-            autocannon({ ...post, connections, seconds }),
+            autocannon({ ...post, connections, seconds, rate }),
           );
           const r = w.result;
           const events = r.okPerSec * w.seconds;
           const per = (part: string) => Math.round(((w.ms[part] ?? 0) * 1000) / events);
-          const sum = sums[i] as { rate: number; ratio: number };
+          const sum = sums[i] as { rate: number; ratio: number; cpu: number };
           sum.rate += r.okPerSec;
           sum.ratio += r.okPerSec / base.tps;
+          sum.cpu += per('node') + per('postgres');
           rows.push({
             figure: `round ${round}, ${label(env)}`,
             value: r.okPerSec,
@@ -114,17 +121,17 @@ export async function appendAb(args: Map<string, string>): Promise<void> {
   }
   const means = variants.map(
     (env, i) =>
-      `${label(env)}: mean ${count((sums[i]?.rate ?? 0) / rounds)} events/s, mean ratio to pgbench ${((sums[i]?.ratio ?? 0) / rounds).toFixed(2)}`,
+      `${label(env)}: mean ${count((sums[i]?.rate ?? 0) / rounds)} events/s, mean ratio to pgbench ${((sums[i]?.ratio ?? 0) / rounds).toFixed(2)}, mean CPU per event ${Math.round((sums[i]?.cpu ?? 0) / rounds)} µs (service + its backends)`,
   );
   publish(
     NAME,
     started,
     pgVersion,
-    { seconds, connections, rounds, settings: args.get('settings') ?? '' },
+    { seconds, connections, rounds, settings: args.get('settings') ?? '', ...(rate ? { rate } : {}) },
     rows,
     [
       ...means,
-      `each run: a new database, the built service with the variant's settings (DB_POOL_MAX=20), 3 s of warm-up, then autocannon -c ${connections} for ${seconds} s; each round's pgbench ran first`,
+      `each run: a new database, the built service with the variant's settings (DB_POOL_MAX=20), 3 s of warm-up, then autocannon -c ${connections}${rate ? ` -R ${rate}` : ''} for ${seconds} s; each round's pgbench ran first`,
       'the machine has 2 cores shared with the load generator, Postgres and other users: compare the variants within a round, and the mean ratios',
     ],
   );

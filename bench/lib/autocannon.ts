@@ -31,11 +31,14 @@ export async function autocannon(opts: {
   method?: 'GET' | 'POST';
   headers?: Record<string, string>;
   body?: string;
+  /** Requests per second in all (`-R`): a fixed load instead of as many as the service answers. */
+  rate?: number;
 }): Promise<LoadResult> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'ul-ac-'));
   try {
     const args = ['node_modules/autocannon/autocannon.js', '-j', '-c', String(opts.connections)];
     args.push('-d', String(opts.seconds), '-m', opts.method ?? 'GET');
+    if (opts.rate !== undefined) args.push('-R', String(opts.rate));
     for (const [k, v] of Object.entries(opts.headers ?? {})) args.push('-H', `${k}=${v}`);
     let printable = [...args];
     if (opts.body !== undefined) {
