@@ -21,8 +21,8 @@ import { type Kysely, sql } from 'kysely';
 //
 // Plans: PL/pgSQL keeps a generic plan per session, planned for the tables as they were then
 // (migration 000800). Every lookup here is a few rows from the batch against a unique index, so
-// the function plans without sequential scans, hash or merge joins: the plan cached on an empty
-// database still probes the indexes at a billion rows (test/integration/event-store.int.spec.ts).
+// the function plans without sequential scans, hash or merge joins: the plan cached on small
+// tables still probes the indexes after they have grown (test/integration/event-store.int.spec.ts).
 export async function up(db: Kysely<any>): Promise<void> {
   await sql`
     create or replace function append_events_batch(p_appends jsonb)
