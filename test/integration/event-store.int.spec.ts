@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import fc from 'fast-check';
-import { sql } from 'kysely';
+import { type Kysely, sql, type Transaction } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   ConcurrencyConflict,
@@ -9,7 +9,7 @@ import {
   InvalidInput,
 } from '../../src/common/errors.js';
 import { sqlState } from '../../src/database/pg-errors.js';
-import type { Json } from '../../src/database/schema.js';
+import type { Database, Json } from '../../src/database/schema.js';
 import { EventStore } from '../../src/event-store/event-store.repository.js';
 import type { NewEvent, StoredEvent } from '../../src/event-store/event-store.types.js';
 import { GroupCommitter } from '../../src/event-store/group-commit.js';
@@ -49,6 +49,20 @@ async function rejectionOf(promise: Promise<unknown>): Promise<unknown> {
     return err;
   }
   throw new Error('expected a rejection, but it resolved');
+}
+
+/** Runs `work` in a transaction that is then rolled back, so that nothing it wrote stays. */
+async function rolledBack(db: Kysely<Database>, work: (trx: Transaction<Database>) => Promise<void>) {
+  const rollback = new Error('rollback');
+  await db
+    .transaction()
+    .execute(async (trx) => {
+      await work(trx);
+      throw rollback;
+    })
+    .catch((err: unknown) => {
+      if (err !== rollback) throw err;
+    });
 }
 
 async function eventRows(streamId?: string): Promise<number> {
@@ -960,43 +974,36 @@ describe('append_events probes the event_id index whatever plan its session cach
 
   it('keeps probing the index after the table has grown under a cached plan', async () => {
     const fresh = await createTestDatabase();
-    const rollback = new Error('rollback');
     try {
-      await fresh.handle.db
-        .transaction()
-        .execute(async (trx) => {
-          const seqScans = async () => {
-            const { rows } = await sql<{ n: string | number }>`
+      await rolledBack(fresh.handle.db, async (trx) => {
+        const seqScans = async () => {
+          const { rows } = await sql<{ n: string | number }>`
               select seq_scan as n from pg_stat_xact_user_tables where relname = 'event'`.execute(trx);
-            return Number(rows[0]?.n ?? 0);
-          };
-          await sql`
+          return Number(rows[0]?.n ?? 0);
+        };
+        await sql`
             create function pg_temp.old_seen(p jsonb) returns boolean language plpgsql as $$
             begin
               return exists (select 1 from event e
                 where e.event_id in (select (x ->> 'event_id')::uuid from jsonb_array_elements(p) x));
             end $$`.execute(trx);
-          for (const q of bulk('small-', 500)) await q.execute(trx);
-          for (let i = 0; i < 8; i++) {
-            await call(`rollout-first-${i}`).execute(trx);
-            await oldCheck.execute(trx);
-          }
-          for (const q of bulk('grown-', 5000)) await q.execute(trx);
+        for (const q of bulk('small-', 500)) await q.execute(trx);
+        for (let i = 0; i < 8; i++) {
+          await call(`rollout-first-${i}`).execute(trx);
+          await oldCheck.execute(trx);
+        }
+        for (const q of bulk('grown-', 5000)) await q.execute(trx);
 
-          const before = await seqScans();
-          for (let i = 0; i < 3; i++) await oldCheck.execute(trx);
-          const afterControl = await seqScans();
-          for (let i = 0; i < 3; i++) await call(`rollout-later-${i}`).execute(trx);
-          const afterAppends = await seqScans();
+        const before = await seqScans();
+        for (let i = 0; i < 3; i++) await oldCheck.execute(trx);
+        const afterControl = await seqScans();
+        for (let i = 0; i < 3; i++) await call(`rollout-later-${i}`).execute(trx);
+        const afterAppends = await seqScans();
 
-          // The control: the old check's cached plan scans the grown table at every call.
-          expect(afterControl - before).toBe(3);
-          expect(afterAppends - afterControl).toBe(0);
-          throw rollback;
-        })
-        .catch((err: unknown) => {
-          if (err !== rollback) throw err;
-        });
+        // The control: the old check's cached plan scans the grown table at every call.
+        expect(afterControl - before).toBe(3);
+        expect(afterAppends - afterControl).toBe(0);
+      });
     } finally {
       await fresh.drop();
     }
@@ -1051,7 +1058,7 @@ describe('append_events_batch, set-based (migration 000900)', () => {
   const batch = (db: typeof tdb.handle.db, appends: unknown[]) =>
     sql<Outcome>`select n, outcome, version, head_hash from append_events_batch(${JSON.stringify(appends)}::jsonb)`
       .execute(db)
-      .then((r) => r.rows.map((row) => ({ ...row, n: Number(row.n) })));
+      .then((r) => r.rows);
 
   it('gives every append the outcome append_events gives it alone, and writes only the appended', async () => {
     const existing = newStream();
@@ -1073,30 +1080,18 @@ describe('append_events_batch, set-based (migration 000900)', () => {
     ];
 
     // What append_events answers for each, one after the other (rolled back).
-    const rollback = new Error('rollback');
-    let alone: Outcome[] = [];
-    await tdb.handle.db
-      .transaction()
-      .execute(async (trx) => {
-        for (const [i, a] of appends.entries()) {
-          const { rows } = await sql<Outcome>`
+    const alone: Outcome[] = [];
+    await rolledBack(tdb.handle.db, async (trx) => {
+      for (const [i, a] of appends.entries()) {
+        const { rows } = await sql<Outcome>`
             select outcome, version, head_hash from append_events(${a.stream_id}, ${a.stream_type},
               ${a.expected_version}, ${a.expected_head}, ${a.recorded_at}, ${JSON.stringify(a.events)}::jsonb)`.execute(
-            trx,
-          );
-          alone.push({ ...(rows[0] as Outcome), n: i + 1 });
-        }
-        throw rollback;
-      })
-      .catch((err: unknown) => {
-        if (err !== rollback) throw err;
-      });
-    alone = alone.map((o) => ({ ...o, version: o.version === null ? null : Number(o.version) }));
-
-    const together = (await batch(tdb.handle.db, appends)).map((o) => ({
-      ...o,
-      version: o.version === null ? null : Number(o.version),
-    }));
+          trx,
+        );
+        alone.push({ ...(rows[0] as Outcome), n: i + 1 });
+      }
+    });
+    const together = await batch(tdb.handle.db, appends);
     expect(together).toEqual(alone);
     expect(together.map((o) => o.outcome)).toEqual(['appended', 'appended', 'moved', 'seen', 'appended']);
     expect(together[2]).toMatchObject({ version: 1, head_hash: (await streamRow(behind))?.head_hash });
@@ -1129,86 +1124,79 @@ describe('append_events_batch, set-based (migration 000900)', () => {
     // the tables then grow, and the reads of `stream` and `event` by its later batches are
     // counted. The control is the same function without its planner settings: what they prevent.
     const small = await createTestDatabase();
-    const rollback = new Error('rollback');
     try {
-      await small.handle.db
-        .transaction()
-        .execute(async (trx) => {
-          const { rows: def } = await sql<{ src: string }>`
+      await rolledBack(small.handle.db, async (trx) => {
+        const { rows: def } = await sql<{ src: string }>`
             select pg_get_functiondef('append_events_batch(jsonb)'::regprocedure) as src`.execute(trx);
-          const unguarded = String(def[0]?.src)
-            .replace(/ SET enable_\w+ TO 'off'\n/g, '')
-            .replace(/FUNCTION public\.append_events_batch\(/, 'FUNCTION pg_temp.batch_unguarded(');
-          expect(unguarded).not.toContain('enable_');
-          await sql.raw(unguarded).execute(trx);
+        const unguarded = String(def[0]?.src)
+          .replace(/ SET enable_\w+ TO 'off'\n/g, '')
+          .replace(/FUNCTION public\.append_events_batch\(/, 'FUNCTION pg_temp.batch_unguarded(');
+        expect(unguarded).not.toContain('enable_');
+        await sql.raw(unguarded).execute(trx);
 
-          const reads = async () => {
-            const { rows } = await sql<{ relname: string; seq: number; fetched: number }>`
+        const reads = async () => {
+          const { rows } = await sql<{ relname: string; seq: number; fetched: number }>`
               select relname, seq_scan::int as seq, coalesce(idx_tup_fetch, 0)::int as fetched
                 from pg_stat_xact_user_tables where relname in ('event', 'stream')`.execute(trx);
-            const of = (t: string) => rows.find((r) => r.relname === t) ?? { seq: 0, fetched: 0 };
-            return {
-              seq: of('event').seq + of('stream').seq,
-              fetched: of('event').fetched + of('stream').fetched,
-            };
+          const of = (t: string) => rows.find((r) => r.relname === t) ?? { seq: 0, fetched: 0 };
+          return {
+            seq: of('event').seq + of('stream').seq,
+            fetched: of('event').fetched + of('stream').fetched,
           };
-          const run = async (fn: 'append_events_batch' | 'pg_temp.batch_unguarded', tag: string) => {
-            // Two new streams and one that exists, moved on: every lookup of the function.
-            const known = `rollout-${tag}-known`;
-            await sql`select * from ${sql.raw(fn)}(${JSON.stringify([appendOf(known, fresh, [randomUUID()])])}::jsonb)`.execute(
-              trx,
-            );
-            const { rows } = await sql<{ head_hash: string }>`
+        };
+        const run = async (fn: 'append_events_batch' | 'pg_temp.batch_unguarded', tag: string) => {
+          // Two new streams and one that exists, moved on: every lookup of the function.
+          const known = `rollout-${tag}-known`;
+          await sql`select * from ${sql.raw(fn)}(${JSON.stringify([appendOf(known, fresh, [randomUUID()])])}::jsonb)`.execute(
+            trx,
+          );
+          const { rows } = await sql<{ head_hash: string }>`
               select head_hash from stream where stream_id = ${known}`.execute(trx);
-            const appends = [
-              appendOf(`rollout-${tag}-a`, fresh, [randomUUID()]),
-              appendOf(`rollout-${tag}-b`, fresh, [randomUUID()]),
-              appendOf(known, { version: 1, head: String(rows[0]?.head_hash) }, [randomUUID()]),
-            ];
-            const before = await reads();
-            const { rows: out } = await sql<Outcome>`
+          const appends = [
+            appendOf(`rollout-${tag}-a`, fresh, [randomUUID()]),
+            appendOf(`rollout-${tag}-b`, fresh, [randomUUID()]),
+            appendOf(known, { version: 1, head: String(rows[0]?.head_hash) }, [randomUUID()]),
+          ];
+          const before = await reads();
+          const { rows: out } = await sql<Outcome>`
               select * from ${sql.raw(fn)}(${JSON.stringify(appends)}::jsonb)`.execute(trx);
-            expect(out.map((o) => o.outcome)).toEqual(['appended', 'appended', 'appended']);
-            const after = await reads();
-            return { seq: after.seq - before.seq, fetched: after.fetched - before.fetched };
-          };
+          expect(out.map((o) => o.outcome)).toEqual(['appended', 'appended', 'appended']);
+          const after = await reads();
+          return { seq: after.seq - before.seq, fetched: after.fetched - before.fetched };
+        };
 
-          await sql`insert into stream (stream_id, stream_type, version, head_hash)
+        await sql`insert into stream (stream_id, stream_type, version, head_hash)
             select 'small-' || g, 'rollout', 1, ${'a'.repeat(64)}::text from generate_series(1, 300) g`.execute(
-            trx,
-          );
-          await sql`analyze stream`.execute(trx);
-          await sql`analyze event`.execute(trx);
-          for (let i = 0; i < 8; i++) {
-            await run('append_events_batch', `first-${i}`);
-            await run('pg_temp.batch_unguarded', `control-first-${i}`);
-          }
-          await sql`insert into stream (stream_id, stream_type, version, head_hash)
+          trx,
+        );
+        await sql`analyze stream`.execute(trx);
+        await sql`analyze event`.execute(trx);
+        for (let i = 0; i < 8; i++) {
+          await run('append_events_batch', `first-${i}`);
+          await run('pg_temp.batch_unguarded', `control-first-${i}`);
+        }
+        await sql`insert into stream (stream_id, stream_type, version, head_hash)
             select 'grown-' || g, 'rollout', 1, ${'a'.repeat(64)}::text from generate_series(1, 20000) g`.execute(
-            trx,
-          );
-          await sql`insert into event (event_id, stream_id, stream_version, type, schema_version, data, metadata,
+          trx,
+        );
+        await sql`insert into event (event_id, stream_id, stream_version, type, schema_version, data, metadata,
                                        recorded_at, prev_hash, hash)
             select gen_random_uuid(), 'grown-' || g, 1, 'T', 1, '{}', '{}', now(), ${GENESIS_HASH}::text,
                    ${'a'.repeat(64)}::text
               from generate_series(1, 20000) g`.execute(trx);
 
-          const later = [];
-          const control = [];
-          for (let i = 0; i < 3; i++) {
-            later.push(await run('append_events_batch', `later-${i}`));
-            control.push(await run('pg_temp.batch_unguarded', `control-later-${i}`));
-          }
-          // Index probes only: a handful of rows fetched per batch, no table scanned.
-          for (const r of later)
-            expect(r).toMatchObject({ seq: 0, fetched: expect.toSatisfy((n: number) => n < 20) });
-          // The control's plan, cached on the small tables, scans a table at every batch.
-          for (const r of control) expect(r.seq).toBeGreaterThan(0);
-          throw rollback;
-        })
-        .catch((err: unknown) => {
-          if (err !== rollback) throw err;
-        });
+        const later = [];
+        const control = [];
+        for (let i = 0; i < 3; i++) {
+          later.push(await run('append_events_batch', `later-${i}`));
+          control.push(await run('pg_temp.batch_unguarded', `control-later-${i}`));
+        }
+        // Index probes only: a handful of rows fetched per batch, no table scanned.
+        for (const r of later)
+          expect(r).toMatchObject({ seq: 0, fetched: expect.toSatisfy((n: number) => n < 20) });
+        // The control's plan, cached on the small tables, scans a table at every batch.
+        for (const r of control) expect(r.seq).toBeGreaterThan(0);
+      });
     } finally {
       await small.drop();
     }
