@@ -615,6 +615,72 @@ describe('canonical text stored beside the jsonb (migration 000700)', () => {
   });
 });
 
+describe('payload compression (migration 001000)', () => {
+  /** Whether this server was built with LZ4 (Postgres on Debian is; PGlite is not). */
+  async function serverHasLz4(db: Kysely<Database>): Promise<boolean> {
+    const { rows } = await sql<{ lz4: boolean }>`
+      select coalesce('lz4' = any(enumvals), false) as lz4
+      from pg_settings where name = 'default_toast_compression'`.execute(db);
+    return rows[0]?.lz4 === true;
+  }
+
+  /** The compression each payload column is set to ('l' LZ4, '' the server's default). */
+  async function columnSettings(db: Kysely<Database>): Promise<Record<string, string>> {
+    const { rows } = await sql<{ attname: string; attcompression: string }>`
+      select attname, attcompression::text from pg_attribute
+      where attrelid = 'event'::regclass
+        and attname in ('data', 'data_jcs', 'metadata', 'metadata_jcs')`.execute(db);
+    return Object.fromEntries(rows.map((r) => [r.attname, r.attcompression]));
+  }
+
+  it('compresses a large payload with LZ4 where the server has it, and reads it back unchanged', async () => {
+    const lz4 = await serverHasLz4(tdb.handle.db);
+    const s = newStream();
+    // Large and repetitive, like a plan: over the 2 kB past which Postgres compresses a row.
+    const data = {
+      steps: Array.from({ length: 60 }, (_, i) => ({
+        id: `step-${i}`,
+        product: 'identity',
+        verify: 'readback',
+      })),
+    };
+    await store.append(s, [event(1, { data })]);
+    const row = await tdb.handle.db
+      .selectFrom('event')
+      .select((eb) => [
+        'data',
+        'data_jcs',
+        eb.fn<string | null>('pg_column_compression', ['data']).as('data_method'),
+        eb.fn<string | null>('pg_column_compression', ['data_jcs']).as('text_method'),
+      ])
+      .where('stream_id', '=', s)
+      .executeTakeFirstOrThrow();
+    expect({ data: row.data_method, text: row.text_method }).toEqual(
+      lz4 ? { data: 'lz4', text: 'lz4' } : { data: 'pglz', text: 'pglz' },
+    );
+    expect(row.data).toEqual(data);
+    expect(row.data_jcs).toBe(canonicalJson(data));
+  });
+
+  it('is undone by its down migration and set again by its up, where the server has LZ4', async () => {
+    const migration = await import('../../migrations/20261127001000_event_payload_lz4.js');
+    const lz4 = await serverHasLz4(tdb.handle.db);
+    const every = (method: string) => ({
+      data: method,
+      data_jcs: method,
+      metadata: method,
+      metadata_jcs: method,
+    });
+    expect(await columnSettings(tdb.handle.db)).toEqual(every(lz4 ? 'l' : ''));
+    await rolledBack(tdb.handle.db, async (trx) => {
+      await migration.down(trx);
+      expect(await columnSettings(trx)).toEqual(every(''));
+      await migration.up(trx);
+      expect(await columnSettings(trx)).toEqual(every(lz4 ? 'l' : ''));
+    });
+  });
+});
+
 describe('input that cannot be stored is refused with the field that is wrong', () => {
   const refused = async (streamId: string, events: NewEvent[], field: string | RegExp) => {
     const err = await rejectionOf(store.append(streamId, events));
