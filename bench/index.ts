@@ -3,6 +3,7 @@ import { appendAb } from './append-ab.js';
 import { appendBatch } from './append-batch.js';
 import { appendSingle } from './append-single.js';
 import { coldStart, rawPglite } from './cold-start.js';
+import { compression } from './compression.js';
 import { parseArgs } from './lib/args.js';
 import { emmettAppends } from './lib/emmett.js';
 import { rawExport, rawReport } from './lib/raw-readers.js';
@@ -21,6 +22,7 @@ const SCRIPTS: Record<string, (args: Map<string, string>) => Promise<void>> = {
   sequencer,
   'sequencer-scale': sequencerScale,
   'cold-start': coldStart,
+  compression,
   soak,
   query,
 };

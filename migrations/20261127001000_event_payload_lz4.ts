@@ -5,9 +5,9 @@ import { type Kysely, sql } from 'kysely';
 // A row over about 2 kB is compressed before it is stored, one large value at a time. A
 // RolloutPlanned event (the plan, about 1.5 kB, stored twice: as jsonb and as its canonical text)
 // is over it, so each one was compressed twice with pglz, and read back through pglz by the
-// sequencer (the text) and the projections (the jsonb). LZ4 does both in a fraction of the time
-// and stored these payloads in as little space here: 20,000 plans, inserted in 29–32 µs a row
-// with LZ4 against 40–64 µs with pglz, took 47 MB either way (docs/benchmarks.md, session 10).
+// sequencer (the text) and the projections (the jsonb). With LZ4 these rows were inserted in
+// 23–26 µs against 35–38 with pglz, read back a tenth faster, and took 3 % more space
+// (`npm run bench -- compression`, docs/benchmarks.md, session 10).
 //
 // Only the column setting changes: no row is rewritten. Values stored before stay pglz and read
 // as before; every value written after is LZ4. A server built without LZ4 (PGlite, the embedded
