@@ -131,13 +131,58 @@ export async function waitSequenced(db: string, timeoutMs = 300_000): Promise<vo
 }
 
 /**
+ * The round whose ratio is the median of the rounds' (the lower middle one for an even count), as
+ * the figure: a ratio from one round's pair of runs, never one rate's median over another's.
+ */
+function medianRows(
+  measured: readonly { http: number; pgbench: number; emmett: number; round: number }[],
+  c: number,
+  seconds: number,
+  rounds: number,
+): Row[] {
+  const middle = (by: (m: (typeof measured)[number]) => number) => {
+    const sorted = [...measured].sort((a, b) => by(a) - by(b));
+    return sorted[Math.floor((sorted.length - 1) / 2)] as (typeof measured)[number];
+  };
+  const list = (by: (m: (typeof measured)[number]) => number) =>
+    measured.map((m) => by(m).toFixed(2)).join(', ');
+  const vsPgbench = middle((m) => m.http / m.pgbench);
+  const vsEmmett = middle((m) => m.http / m.emmett);
+  const command = `npm run bench -- ${NAME} --connections ${c} --duration ${seconds} --rounds ${rounds}`;
+  return [
+    {
+      figure: `HTTP single appends, ${c} connections, median of ${rounds} rounds (round ${vsPgbench.round})`,
+      value: vsPgbench.http,
+      unit: 'events/s',
+      better: 'higher',
+      baseline: { label: 'pgbench, same SQL (append_events), same round', value: vsPgbench.pgbench },
+      command,
+      note: `ratios by round: ${list((m) => m.http / m.pgbench)}`,
+    },
+    {
+      figure: `  vs Emmett in-process, ${c} in flight, median of ${rounds} rounds (round ${vsEmmett.round})`,
+      value: vsEmmett.http,
+      unit: 'events/s',
+      better: 'higher',
+      baseline: { label: 'Emmett 0.42 appendToStream, same round', value: vsEmmett.emmett },
+      command,
+      note: `ratios by round: ${list((m) => m.http / m.emmett)}`,
+    },
+  ];
+}
+
+/**
  * HTTP single-event appends to distinct streams (POST /api/v1/rollouts: one RolloutPlanned event
  * on a new stream) against pgbench running the same transaction, and Emmett in-process.
+ *
+ * `--rounds N` runs the whole set N times at each level, in turn, and adds the round with the
+ * median ratio against each baseline: on this shared machine one round's ratio moves by a third.
  */
 export async function appendSingle(args: Map<string, string>): Promise<void> {
   const started = new Date();
   const seconds = intArg(args, 'duration', 20);
   const levels = listArg(args, 'connections', [16, 64]);
+  const rounds = intArg(args, 'rounds', 1);
   const poolMax = intArg(args, 'pool', 20);
   const ours = 'bench_append_ours';
   const raw = 'bench_append_raw';
@@ -162,151 +207,159 @@ export async function appendSingle(args: Map<string, string>): Promise<void> {
     const post = rolloutPost(server.url, body);
     for (const c of levels) {
       await autocannon({ ...post, connections: c, seconds: 3 }); // warm-up, not counted
-      await waitSequenced(ours);
-      const httpCpu = await cpuDuring(
-        seconds,
-        { node: processOf(server.pid), postgres: backendsOf(ours) },
-        autocannon({ ...post, connections: c, seconds }),
-      );
-      const http = httpCpu.result;
-      if (http.errors > 0 || http.non2xx > 0)
-        console.log(`  warning: ${http.non2xx} non-2xx and ${http.errors} errors at ${c} connections`);
-      await waitSequenced(ours);
-      const baseCpu = await cpuDuring(
-        seconds,
-        {
-          // Debian's `pgbench` is a wrapper that runs /usr/lib/postgresql/<v>/bin/pgbench.
-          node: (cmdline) => /(^|\/)pgbench /.test(cmdline) && cmdline.includes(` ${raw} `),
-          postgres: backendsOf(raw),
-        },
-        pgbench({ db: raw, script, clients: c, seconds, name: 'append-single' }),
-      );
-      const base = baseCpu.result;
-      const old = await pgbench({
-        db: raw,
-        script: before,
-        clients: c,
-        seconds,
-        name: 'append-single-9-statements',
-      });
-      const emmettCpu = await cpuDuring(
-        seconds,
-        { node: benchChild('_emmett', peer), postgres: backendsOf(peer) },
-        peerChild('_emmett', peer, c, seconds, 1, poolMax),
-      );
-      const emmett = emmettCpu.result;
-      const storeCpu = await cpuDuring(
-        seconds,
-        { node: benchChild('_store', raw), postgres: backendsOf(raw) },
-        peerChild('_store', raw, c, seconds, 1, poolMax),
-      );
-      const store = storeCpu.result;
-      // CPU per event: what a core-bound machine divides its cores by. Ours counts the service
-      // (HTTP, validation, hashing, and the sequencer and projections it runs) and its Postgres
-      // backends; Emmett's counts its process and its backends. Postgres's shared background
-      // processes (WAL writer, checkpointer) are left out of both. The sequencer's share is what
-      // it did inside the window: it keeps up with far more than this rate (the sequencer bench),
-      // so its backlog is about one batch at both ends.
-      const perEvent = (w: { ms: Record<string, number>; seconds: number }, rate: number) => {
-        const events = rate * w.seconds;
-        const node = ((w.ms.node ?? 0) * 1000) / events;
-        const postgres = ((w.ms.postgres ?? 0) * 1000) / events;
-        return { node, postgres, total: node + postgres };
-      };
-      const cpuOurs = perEvent(httpCpu, http.okPerSec);
-      const cpuEmmett = perEvent(emmettCpu, emmett.eventsPerSec);
-      const cpuStore = perEvent(storeCpu, store.eventsPerSec);
-      const cpuBase = perEvent(baseCpu, base.tps);
-      const split = (x: { node: number; postgres: number }) =>
-        `${Math.round(x.node)} µs in Node + ${Math.round(x.postgres)} µs in Postgres`;
-      const cmd = `npm run bench -- ${NAME} --connections ${c} --duration ${seconds}: ${http.command}`;
-      rows.push(
-        {
-          figure: `HTTP single appends, ${c} connections`,
-          value: http.okPerSec,
-          unit: 'events/s',
-          better: 'higher',
-          baseline: { label: 'pgbench, same SQL (append_events)', value: base.tps },
-          command: cmd,
-          note: `baseline: ${base.command}`,
-        },
-        {
-          figure: `  vs pgbench running the nine-statement transaction appends used before`,
-          value: http.okPerSec,
-          unit: 'events/s',
-          better: 'higher',
-          baseline: { label: 'pgbench, BEGIN … 7 statements … COMMIT', value: old.tps },
-          command: cmd,
-          note: `baseline: ${old.command}`,
-        },
-        {
-          figure: `  vs Emmett in-process, ${c} in flight`,
-          value: http.okPerSec,
-          unit: 'events/s',
-          better: 'higher',
-          baseline: { label: 'Emmett 0.42 appendToStream', value: emmett.eventsPerSec },
-          command: cmd,
-          note: `Emmett p50 ${emmett.p50Ms.toFixed(1)} ms, p99 ${emmett.p99Ms.toFixed(1)} ms, pool ${poolMax}`,
-        },
-        {
-          figure: `  in-process EventStore.append (no HTTP), ${c} in flight`,
-          value: store.eventsPerSec,
-          unit: 'events/s',
-          better: 'higher',
-          baseline: { label: 'pgbench, same SQL (append_events)', value: base.tps },
-          command: cmd,
-          note: `in-process p50 ${store.p50Ms.toFixed(1)} ms, p99 ${store.p99Ms.toFixed(1)} ms: the HTTP route's cost is the gap between this row and the first`,
-        },
-        {
-          figure: `  CPU per event, HTTP, vs pgbench, ${c}`,
-          value: cpuOurs.total,
-          unit: 'µs',
-          better: 'lower',
-          baseline: { label: 'pgbench: its process + its backends', value: cpuBase.total },
-          command: cmd,
-          note: `pgbench ${split(cpuBase).replace('in Node', 'in pgbench')}`,
-        },
-        {
-          figure: `  CPU per event, HTTP, vs Emmett in-process, ${c}`,
-          value: cpuOurs.total,
-          unit: 'µs',
-          better: 'lower',
-          baseline: { label: 'Emmett: its process + its backends', value: cpuEmmett.total },
-          command: cmd,
-          note: `ours ${split(cpuOurs)} (service, with its sequencer and projections); Emmett ${split(cpuEmmett)}; in-process EventStore.append ${split(cpuStore)}`,
-        },
-        {
-          figure: `  CPU per event, in-process EventStore.append, vs Emmett, ${c}`,
-          value: cpuStore.total,
-          unit: 'µs',
-          better: 'lower',
-          baseline: { label: 'Emmett: its process + its backends', value: cpuEmmett.total },
-          command: cmd,
-        },
-        {
-          figure: `  p50 latency, ${c} connections`,
-          value: http.p50Ms,
-          unit: 'ms',
-          better: 'lower',
-          baseline: { label: 'pgbench', value: base.p50Ms },
-          command: cmd,
-        },
-        {
-          figure: `  p99 latency, ${c} connections`,
-          value: http.p99Ms,
-          unit: 'ms',
-          better: 'lower',
-          baseline: { label: 'pgbench', value: base.p99Ms },
-          command: cmd,
-        },
-      );
+      /** Each round's headline rates, for the medians after the last one. */
+      const measured: { http: number; pgbench: number; emmett: number; round: number }[] = [];
+      for (let round = 1; round <= rounds; round++) {
+        // With rounds, each figure says which round gave it; the medians follow the last round.
+        const tag = rounds > 1 ? ` (round ${round})` : '';
+        await waitSequenced(ours);
+        const httpCpu = await cpuDuring(
+          seconds,
+          { node: processOf(server.pid), postgres: backendsOf(ours) },
+          autocannon({ ...post, connections: c, seconds }),
+        );
+        const http = httpCpu.result;
+        if (http.errors > 0 || http.non2xx > 0)
+          console.log(`  warning: ${http.non2xx} non-2xx and ${http.errors} errors at ${c} connections`);
+        await waitSequenced(ours);
+        const baseCpu = await cpuDuring(
+          seconds,
+          {
+            // Debian's `pgbench` is a wrapper that runs /usr/lib/postgresql/<v>/bin/pgbench.
+            node: (cmdline) => /(^|\/)pgbench /.test(cmdline) && cmdline.includes(` ${raw} `),
+            postgres: backendsOf(raw),
+          },
+          pgbench({ db: raw, script, clients: c, seconds, name: 'append-single' }),
+        );
+        const base = baseCpu.result;
+        const old = await pgbench({
+          db: raw,
+          script: before,
+          clients: c,
+          seconds,
+          name: 'append-single-9-statements',
+        });
+        const emmettCpu = await cpuDuring(
+          seconds,
+          { node: benchChild('_emmett', peer), postgres: backendsOf(peer) },
+          peerChild('_emmett', peer, c, seconds, 1, poolMax),
+        );
+        const emmett = emmettCpu.result;
+        const storeCpu = await cpuDuring(
+          seconds,
+          { node: benchChild('_store', raw), postgres: backendsOf(raw) },
+          peerChild('_store', raw, c, seconds, 1, poolMax),
+        );
+        const store = storeCpu.result;
+        // CPU per event: what a core-bound machine divides its cores by. Ours counts the service
+        // (HTTP, validation, hashing, and the sequencer and projections it runs) and its Postgres
+        // backends; Emmett's counts its process and its backends. Postgres's shared background
+        // processes (WAL writer, checkpointer) are left out of both. The sequencer's share is what
+        // it did inside the window: it keeps up with far more than this rate (the sequencer bench),
+        // so its backlog is about one batch at both ends.
+        const perEvent = (w: { ms: Record<string, number>; seconds: number }, rate: number) => {
+          const events = rate * w.seconds;
+          const node = ((w.ms.node ?? 0) * 1000) / events;
+          const postgres = ((w.ms.postgres ?? 0) * 1000) / events;
+          return { node, postgres, total: node + postgres };
+        };
+        const cpuOurs = perEvent(httpCpu, http.okPerSec);
+        const cpuEmmett = perEvent(emmettCpu, emmett.eventsPerSec);
+        const cpuStore = perEvent(storeCpu, store.eventsPerSec);
+        const cpuBase = perEvent(baseCpu, base.tps);
+        const split = (x: { node: number; postgres: number }) =>
+          `${Math.round(x.node)} µs in Node + ${Math.round(x.postgres)} µs in Postgres`;
+        const cmd = `npm run bench -- ${NAME} --connections ${c} --duration ${seconds}${rounds > 1 ? ` --rounds ${rounds}` : ''}: ${http.command}`;
+        measured.push({ http: http.okPerSec, pgbench: base.tps, emmett: emmett.eventsPerSec, round });
+        rows.push(
+          {
+            figure: `HTTP single appends, ${c} connections${tag}`,
+            value: http.okPerSec,
+            unit: 'events/s',
+            better: 'higher',
+            baseline: { label: 'pgbench, same SQL (append_events)', value: base.tps },
+            command: cmd,
+            note: `baseline: ${base.command}`,
+          },
+          {
+            figure: `  vs pgbench running the nine-statement transaction appends used before${tag}`,
+            value: http.okPerSec,
+            unit: 'events/s',
+            better: 'higher',
+            baseline: { label: 'pgbench, BEGIN … 7 statements … COMMIT', value: old.tps },
+            command: cmd,
+            note: `baseline: ${old.command}`,
+          },
+          {
+            figure: `  vs Emmett in-process, ${c} in flight${tag}`,
+            value: http.okPerSec,
+            unit: 'events/s',
+            better: 'higher',
+            baseline: { label: 'Emmett 0.42 appendToStream', value: emmett.eventsPerSec },
+            command: cmd,
+            note: `Emmett p50 ${emmett.p50Ms.toFixed(1)} ms, p99 ${emmett.p99Ms.toFixed(1)} ms, pool ${poolMax}`,
+          },
+          {
+            figure: `  in-process EventStore.append (no HTTP), ${c} in flight${tag}`,
+            value: store.eventsPerSec,
+            unit: 'events/s',
+            better: 'higher',
+            baseline: { label: 'pgbench, same SQL (append_events)', value: base.tps },
+            command: cmd,
+            note: `in-process p50 ${store.p50Ms.toFixed(1)} ms, p99 ${store.p99Ms.toFixed(1)} ms: the HTTP route's cost is the gap between this row and the first`,
+          },
+          {
+            figure: `  CPU per event, HTTP, vs pgbench, ${c}${tag}`,
+            value: cpuOurs.total,
+            unit: 'µs',
+            better: 'lower',
+            baseline: { label: 'pgbench: its process + its backends', value: cpuBase.total },
+            command: cmd,
+            note: `pgbench ${split(cpuBase).replace('in Node', 'in pgbench')}`,
+          },
+          {
+            figure: `  CPU per event, HTTP, vs Emmett in-process, ${c}${tag}`,
+            value: cpuOurs.total,
+            unit: 'µs',
+            better: 'lower',
+            baseline: { label: 'Emmett: its process + its backends', value: cpuEmmett.total },
+            command: cmd,
+            note: `ours ${split(cpuOurs)} (service, with its sequencer and projections); Emmett ${split(cpuEmmett)}; in-process EventStore.append ${split(cpuStore)}`,
+          },
+          {
+            figure: `  CPU per event, in-process EventStore.append, vs Emmett, ${c}${tag}`,
+            value: cpuStore.total,
+            unit: 'µs',
+            better: 'lower',
+            baseline: { label: 'Emmett: its process + its backends', value: cpuEmmett.total },
+            command: cmd,
+          },
+          {
+            figure: `  p50 latency, ${c} connections${tag}`,
+            value: http.p50Ms,
+            unit: 'ms',
+            better: 'lower',
+            baseline: { label: 'pgbench', value: base.p50Ms },
+            command: cmd,
+          },
+          {
+            figure: `  p99 latency, ${c} connections${tag}`,
+            value: http.p99Ms,
+            unit: 'ms',
+            better: 'lower',
+            baseline: { label: 'pgbench', value: base.p99Ms },
+            command: cmd,
+          },
+        );
+      }
+      if (rounds > 1) rows.push(...medianRows(measured, c, seconds, rounds));
     }
   } finally {
     await server.stop();
   }
-  publish(NAME, started, pgVersion, { seconds, connections: levels.join(','), poolMax }, rows, [
+  publish(NAME, started, pgVersion, { seconds, connections: levels.join(','), poolMax, rounds }, rows, [
     `ours: the built service on Postgres (DB_POOL_MAX=${poolMax}, sequencer and projections running in the same process), autocannon in a separate process; each 2xx is one RolloutPlanned event on a new stream`,
-    'the route runs the coalesced pg_notify after commit (at most one in flight per process): not in the pgbench script',
+    'the route wakes the sequencer in its own process (the sequencer leads there), so it sends no pg_notify: that is only when another replica leads',
     'pgbench: -M extended, the same SQL one append runs (select * from append_events(…), one statement in its own transaction), the same event payload, into a migrated database of its own (same indexes and triggers); no JS hashing. A second pgbench runs the nine-statement transaction the append used before migration 000500',
     'Emmett: a child process appending one event to a new stream (STREAM_DOES_NOT_EXIST), no HTTP',
     'the machine has 2 cores shared with the load generator, Postgres and other users: compare ratios, not absolute figures',
