@@ -183,6 +183,7 @@ export async function appendSingle(args: Map<string, string>): Promise<void> {
   const seconds = intArg(args, 'duration', 20);
   const levels = listArg(args, 'connections', [16, 64]);
   const rounds = intArg(args, 'rounds', 1);
+  if (rounds < 1) throw new Error('--rounds: at least 1');
   const poolMax = intArg(args, 'pool', 20);
   const ours = 'bench_append_ours';
   const raw = 'bench_append_raw';

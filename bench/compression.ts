@@ -20,9 +20,8 @@ const median = (values: readonly number[]): number => {
  * default, on the payload the HTTP append benchmarks record: RolloutPlanned events, whose row is
  * over the 2 kB past which Postgres compresses. Each round inserts the same `--rows` payloads (as
  * jsonb and as their canonical text, as the event table holds them) into a table of each method,
- * in alternating order, then reads every payload back: as its canonical text (as the sequencer and
- * the projections read it), and rendered from its jsonb (as the projections read it before session
- * 10). Prints the medians per row.
+ * in alternating order, then reads every payload back: as its canonical text (as the sequencer
+ * reads it), and rendered from its jsonb (as the projections read it). Prints the medians per row.
  *
  * `npm run bench -- compression --rows 10000 --rounds 6`
  */
@@ -30,6 +29,7 @@ export async function compression(args: Map<string, string>): Promise<void> {
   const started = new Date();
   const rows = intArg(args, 'rows', 10_000);
   const rounds = intArg(args, 'rounds', 6);
+  if (rows < 1 || rounds < 1) throw new Error('--rows and --rounds: at least 1');
   const pgVersion = await serverVersion();
   const db = 'bench_compression';
   const templates = rolloutTemplates();
@@ -40,7 +40,7 @@ export async function compression(args: Map<string, string>): Promise<void> {
   });
   const insertUs: Record<Method, number[]> = { pglz: [], lz4: [] };
   const readUs: Record<Method, number[]> = { pglz: [], lz4: [] };
-  /** The payloads rendered from their jsonb, as the projections read them before session 10. */
+  /** The payloads rendered from their jsonb, as the projections read them. */
   const renderUs: Record<Method, number[]> = { pglz: [], lz4: [] };
   const sizes: Record<Method, number> = { pglz: 0, lz4: 0 };
   await recreateDatabase(db);
@@ -74,6 +74,8 @@ export async function compression(args: Map<string, string>): Promise<void> {
           [copies, rows],
         );
         insertUs[method].push(((performance.now() - t) * 1000) / (inserted.rowCount ?? rows));
+        // The first scan after a bulk insert also sets every row's hint bits: not part of a read.
+        await client.query(`select count(*) from ${table}`);
         t = performance.now();
         await client.query(`select sum(length(data_jcs)) + sum(length(metadata_jcs)) from ${table}`);
         readUs[method].push(((performance.now() - t) * 1000) / rows);
@@ -117,7 +119,7 @@ export async function compression(args: Map<string, string>): Promise<void> {
       better: 'lower',
       baseline: { label: 'data::text, metadata::text', value: median(renderUs.lz4) },
       command,
-      note: 'the projections read the stored text since session 10, as the sequencer already did',
+      note: 'the sequencer reads the stored text; the projections read the jsonb, which is what verification checks (docs/benchmarks.md, session 10)',
     },
     {
       figure: 'table size, LZ4',
