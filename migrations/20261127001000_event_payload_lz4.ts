@@ -6,8 +6,8 @@ import { type Kysely, sql } from 'kysely';
 // RolloutPlanned event (the plan, about 1.5 kB, stored twice: as jsonb and as its canonical text)
 // is over it, so each one was compressed twice with pglz, and read back through pglz by the
 // sequencer (the text) and the projections (the jsonb). With LZ4 these rows were inserted in
-// 23–26 µs against 35–38 with pglz, their text read back in 3.3 µs against 4.1, and took 3 % more
-// space (`npm run bench -- compression`, docs/benchmarks.md, session 10).
+// 21–26 µs against 34–36 with pglz, their text read back in 3.1–3.3 µs against 4.0–4.1, and took
+// 3 % more space (`npm run bench -- compression`, three runs, docs/benchmarks.md, session 10).
 //
 // Only the column setting changes: no row is rewritten. Values stored before stay pglz and read
 // as before; every value written after is LZ4. A server built without LZ4 (PGlite, the embedded
