@@ -151,7 +151,7 @@ function medianRows(
   const command = `npm run bench -- ${NAME} --connections ${c} --duration ${seconds} --rounds ${rounds}`;
   return [
     {
-      figure: `HTTP single appends, ${c} connections, median of ${rounds} rounds (round ${vsPgbench.round})`,
+      figure: `HTTP single appends, ${c} connections, median of ${rounds} rounds: round ${vsPgbench.round}'s pair`,
       value: vsPgbench.http,
       unit: 'events/s',
       better: 'higher',
@@ -160,7 +160,7 @@ function medianRows(
       note: `ratios by round: ${list((m) => m.http / m.pgbench)}`,
     },
     {
-      figure: `  vs Emmett in-process, ${c} in flight, median of ${rounds} rounds (round ${vsEmmett.round})`,
+      figure: `  vs Emmett in-process, ${c} in flight, median of ${rounds} rounds: round ${vsEmmett.round}'s pair`,
       value: vsEmmett.http,
       unit: 'events/s',
       better: 'higher',
