@@ -130,22 +130,25 @@ export async function waitSequenced(db: string, timeoutMs = 300_000): Promise<vo
   throw new Error(`${db}: the sequencer did not catch up within ${timeoutMs} ms`);
 }
 
+/** One round's headline rates at one connection count. */
+interface RoundRates {
+  round: number;
+  http: number;
+  pgbench: number;
+  emmett: number;
+}
+
 /**
  * The round whose ratio is the median of the rounds' (the lower middle one for an even count), as
  * the figure: a ratio from one round's pair of runs, never one rate's median over another's.
  */
-function medianRows(
-  measured: readonly { http: number; pgbench: number; emmett: number; round: number }[],
-  c: number,
-  seconds: number,
-  rounds: number,
-): Row[] {
-  const middle = (by: (m: (typeof measured)[number]) => number) => {
+function medianRows(measured: readonly RoundRates[], c: number, seconds: number): Row[] {
+  const rounds = measured.length;
+  const middle = (by: (m: RoundRates) => number) => {
     const sorted = [...measured].sort((a, b) => by(a) - by(b));
-    return sorted[Math.floor((sorted.length - 1) / 2)] as (typeof measured)[number];
+    return sorted[Math.floor((sorted.length - 1) / 2)] as RoundRates;
   };
-  const list = (by: (m: (typeof measured)[number]) => number) =>
-    measured.map((m) => by(m).toFixed(2)).join(', ');
+  const list = (by: (m: RoundRates) => number) => measured.map((m) => by(m).toFixed(2)).join(', ');
   const vsPgbench = middle((m) => m.http / m.pgbench);
   const vsEmmett = middle((m) => m.http / m.emmett);
   const command = `npm run bench -- ${NAME} --connections ${c} --duration ${seconds} --rounds ${rounds}`;
@@ -209,7 +212,7 @@ export async function appendSingle(args: Map<string, string>): Promise<void> {
     for (const c of levels) {
       await autocannon({ ...post, connections: c, seconds: 3 }); // warm-up, not counted
       /** Each round's headline rates, for the medians after the last one. */
-      const measured: { http: number; pgbench: number; emmett: number; round: number }[] = [];
+      const measured: RoundRates[] = [];
       for (let round = 1; round <= rounds; round++) {
         // With rounds, each figure says which round gave it; the medians follow the last round.
         const tag = rounds > 1 ? ` (round ${round})` : '';
@@ -353,7 +356,7 @@ export async function appendSingle(args: Map<string, string>): Promise<void> {
           },
         );
       }
-      if (rounds > 1) rows.push(...medianRows(measured, c, seconds, rounds));
+      if (rounds > 1) rows.push(...medianRows(measured, c, seconds));
     }
   } finally {
     await server.stop();

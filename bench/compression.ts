@@ -4,16 +4,13 @@ import { canonicalJson } from '../src/ledger/hashing.js';
 import { intArg } from './lib/args.js';
 import { dbUrl, dropDatabase, recreateDatabase, serverVersion } from './lib/pg.js';
 import { rolloutEvents, rolloutTemplates } from './lib/seed.js';
-import { publish, type Row } from './lib/table.js';
+import { percentile, publish, type Row } from './lib/table.js';
 
 const NAME = 'compression';
 const METHODS = ['pglz', 'lz4'] as const;
 type Method = (typeof METHODS)[number];
 
-const median = (values: readonly number[]): number => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] as number;
-};
+const median = (values: readonly number[]): number => percentile(values, 50);
 
 /**
  * The event payload columns compressed with LZ4 (migration 001000) against pglz, Postgres's
@@ -40,8 +37,8 @@ export async function compression(args: Map<string, string>): Promise<void> {
   });
   const insertUs: Record<Method, number[]> = { pglz: [], lz4: [] };
   const readUs: Record<Method, number[]> = { pglz: [], lz4: [] };
-  /** The payloads rendered from their jsonb, as the projections read them. */
-  const renderUs: Record<Method, number[]> = { pglz: [], lz4: [] };
+  /** The LZ4 table's payloads rendered from their jsonb, as the projections read them. */
+  const renderUs: number[] = [];
   const sizes: Record<Method, number> = { pglz: 0, lz4: 0 };
   await recreateDatabase(db);
   const client = new pg.Client({ connectionString: dbUrl(db) });
@@ -79,9 +76,11 @@ export async function compression(args: Map<string, string>): Promise<void> {
         t = performance.now();
         await client.query(`select sum(length(data_jcs)) + sum(length(metadata_jcs)) from ${table}`);
         readUs[method].push(((performance.now() - t) * 1000) / rows);
-        t = performance.now();
-        await client.query(`select sum(length(data::text)) + sum(length(metadata::text)) from ${table}`);
-        renderUs[method].push(((performance.now() - t) * 1000) / rows);
+        if (method === 'lz4') {
+          t = performance.now();
+          await client.query(`select sum(length(data::text)) + sum(length(metadata::text)) from ${table}`);
+          renderUs.push(((performance.now() - t) * 1000) / rows);
+        }
         const { rows: size } = await client.query<{ bytes: string }>(
           `select pg_total_relation_size('${table}') as bytes`,
         );
@@ -117,7 +116,7 @@ export async function compression(args: Map<string, string>): Promise<void> {
       value: median(readUs.lz4),
       unit: 'µs/row',
       better: 'lower',
-      baseline: { label: 'data::text, metadata::text', value: median(renderUs.lz4) },
+      baseline: { label: 'data::text, metadata::text', value: median(renderUs) },
       command,
       note: 'the sequencer reads the stored text; the projections read the jsonb, which is what verification checks (docs/benchmarks.md, session 10)',
     },
