@@ -14,6 +14,7 @@ import {
   ROLLOUT_SUMMARY,
   type RolloutListFilter,
   RolloutsRepository,
+  summaryTable,
 } from '../src/rollouts/rollouts.repository.js';
 import { RolloutsService } from '../src/rollouts/rollouts.service.js';
 import type { AppendLoadResult } from './lib/append-load.js';
@@ -55,7 +56,7 @@ async function waitForBuild(): Promise<void> {
 
 /**
  * Seeds `rollouts` rollouts, then runs the built service until every event is sequenced and
- * every active projection (rollout_summary_v1 among them) has reached the head, printing
+ * every active projection (the rollout list among them) has reached the head, printing
  * progress. With `reuse`, a database already holding `rollouts` rollouts is kept and only waited
  * for (or topped up when it holds fewer).
  */
@@ -108,7 +109,7 @@ async function prepare(
     for (let last = 0; ; ) {
       const s = await ledgerState(db);
       if (s.head >= s.events && s.projection >= s.head) {
-        const msg = `sequencer and projections (rollout_summary_v1 among them) reached the head, ${s.head.toLocaleString('en-US')} events, ${((performance.now() - waitStarted) / 1000).toFixed(0)} s after the service started`;
+        const msg = `sequencer and projections (the rollout list among them) reached the head, ${s.head.toLocaleString('en-US')} events, ${((performance.now() - waitStarted) / 1000).toFixed(0)} s after the service started`;
         console.log(`  ${msg}`);
         notes.push(msg);
         break;
@@ -168,6 +169,7 @@ function capturingRepos(db: string) {
   };
   return {
     // As a running service does after its first list: it knows the served version already.
+    servedVersion: () => projections.activeVersion(ROLLOUT_SUMMARY),
     list: async (f: RolloutListFilter) => {
       await projections.activeVersion(ROLLOUT_SUMMARY);
       return take(() => rollouts.list(f));
@@ -196,28 +198,30 @@ async function chooseKinds(db: string, sampleIds: number): Promise<{ kinds: Kind
   const repos = capturingRepos(db);
   const notes: string[] = [];
   try {
+    // The served version: a database kept from an earlier run may have rebuilt the list since.
+    const table = summaryTable(await repos.servedVersion());
     const [product] = await adminQuery<{ p: string; n: string; total: string }>(
-      `select p, count(*) as n, (select count(*) from rollout_summary_v1) as total
-         from rollout_summary_v1, unnest(products) p group by p order by count(*), p limit 1`,
+      `select p, count(*) as n, (select count(*) from ${table}) as total
+         from ${table}, unnest(products) p group by p order by count(*), p limit 1`,
       [],
       db,
     );
     const [envStatus] = await adminQuery<{ environment: string; status: string; n: string }>(
-      `select environment, status, count(*) as n from rollout_summary_v1 where environment is not null
+      `select environment, status, count(*) as n from ${table} where environment is not null
         group by environment, status order by count(*), environment, status limit 1`,
       [],
       db,
     );
-    const [total] = await adminQuery<{ n: string }>('select count(*) as n from rollout_summary_v1', [], db);
+    const [total] = await adminQuery<{ n: string }>(`select count(*) as n from ${table}`, [], db);
     const rows = Number(total?.n);
     const [mid] = await adminQuery<{ created_at: Date; rollout_id: string }>(
-      'select created_at, rollout_id from rollout_summary_v1 order by created_at desc, rollout_id desc offset $1 limit 1',
+      `select created_at, rollout_id from ${table} order by created_at desc, rollout_id desc offset $1 limit 1`,
       [Math.floor(rows / 2)],
       db,
     );
     const ids = (
       await adminQuery<{ rollout_id: string }>(
-        'select rollout_id from rollout_summary_v1 order by md5(rollout_id::text) limit $1',
+        `select rollout_id from ${table} order by md5(rollout_id::text) limit $1`,
         [sampleIds],
         db,
       )
