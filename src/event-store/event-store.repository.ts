@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Inject, Injectable, Optional } from '@nestjs/common';
-import { type Kysely, sql } from 'kysely';
+import { type CompiledQuery, type Kysely, sql } from 'kysely';
 import {
   ConcurrencyConflict,
   type ExpectedVersion,
@@ -26,6 +26,7 @@ import type {
   StoredEvent,
 } from './event-store.types.js';
 import { callAppendEvents, GroupCommitter } from './group-commit.js';
+import { GroupReader, type StreamFromRow } from './group-read.js';
 import { assertStorableJson } from './storable-json.js';
 
 /**
@@ -107,7 +108,9 @@ export class EventStore {
   private notifyAgain = false;
   private readonly heads = new HeadCache();
   private readonly committer: GroupCommitter;
-  /** `readStreamFrom`'s statement, compiled once. */
+  /** Concurrent `readStreamFrom`s, one statement for several (group read). */
+  private readonly reader: GroupReader;
+  /** `readStreamFrom`'s statement, compiled once: what a lone read sends. */
   private readonly streamFrom = new StatementCache((p: { streamId: string; fromVersion: number }) =>
     this.db
       .selectFrom('event as e')
@@ -144,11 +147,21 @@ export class EventStore {
           metrics.groupCommitAppends.inc(appends);
         }),
     );
+    this.reader = new GroupReader(
+      this.db,
+      (streamId, fromVersion) =>
+        this.streamFrom.compile('', { streamId, fromVersion }) as CompiledQuery<StreamFromRow>,
+    );
   }
 
   /** Group-commit counters: calls to the database and the appends they carried. */
   get commitStats(): Readonly<GroupCommitter['stats']> {
     return this.committer.stats;
+  }
+
+  /** Group-read counters: statements sent for `readStreamFrom` and the reads they carried. */
+  get readStats(): Readonly<GroupReader['stats']> {
+    return this.reader.stats;
   }
 
   /**
@@ -426,7 +439,7 @@ export class EventStore {
    * await store.readStreamFrom('rollout-42', 12); // event 12 (data null), then 13, 14…
    */
   async readStreamFrom(streamId: string, fromVersion: number): Promise<FoldEvent[]> {
-    const { rows } = await this.db.executeQuery(this.streamFrom.compile('', { streamId, fromVersion }));
+    const rows = await this.reader.read(streamId, fromVersion);
     return rows.map((r) => ({
       streamVersion: r.stream_version,
       type: r.type,

@@ -495,6 +495,92 @@ describe('group commit', () => {
   });
 });
 
+describe('group read (readStreamFrom)', () => {
+  it('answers concurrent reads of many streams, from any version, as lone reads do, in fewer statements', async () => {
+    const fresh = new EventStore(tdb.handle);
+    const streams = Array.from({ length: 6 }, () => newStream('read'));
+    for (const [i, s] of streams.entries()) {
+      await fresh.append(
+        s,
+        Array.from({ length: i + 1 }, (_, k) => event(`${i}-${k}`)),
+        { expectedVersion: 'no_stream' },
+      );
+      // Half of them in the ledger, so that positions are read too.
+      if (i === 2) await new LedgerRepository(tdb.handle).sequenceBatch(1000);
+    }
+    const unknown = newStream('read');
+    const reads = [...streams, unknown].flatMap((s, i) =>
+      [0, 1, Math.ceil((i + 1) / 2), i + 1, i + 3].map((v) => [s, v] as const),
+    );
+    // One after the other, each read is a statement of its own.
+    const lone = [];
+    for (const [s, v] of reads) lone.push(await fresh.readStreamFrom(s, v));
+    expect(fresh.readStats).toMatchObject({ statements: reads.length, reads: reads.length });
+    expect(lone[0]).toEqual([
+      expect.objectContaining({ streamVersion: 1, type: 'StepCompleted', data: { step: '0-0' } }),
+    ]);
+    // From a version on, the event at it comes without its data, the later ones with it.
+    expect(lone[3 * 5 + 2]?.map((e) => [e.streamVersion, e.data])).toEqual([
+      [2, null],
+      [3, { step: '3-2' }],
+      [4, { step: '3-3' }],
+    ]);
+
+    const together = await Promise.all(reads.map(([s, v]) => fresh.readStreamFrom(s, v)));
+    expect(together).toEqual(lone);
+    const statements = fresh.readStats.statements - reads.length;
+    expect(fresh.readStats.reads).toBe(2 * reads.length);
+    // The first four alone, the rest queued behind them and sent together.
+    expect(statements).toBeLessThan(reads.length / 2);
+    expect(fresh.readStats.batchFallbacks).toBe(0);
+  });
+
+  it('gives every read each event committed before it was asked for, while reads and appends race', async () => {
+    const fresh = new EventStore(tdb.handle);
+    const writer = new EventStore(tdb.handle);
+    const s = newStream('read');
+    const others = Array.from({ length: 6 }, () => newStream('read'));
+    for (const o of others) await writer.append(o, [event(o)], { expectedVersion: 'no_stream' });
+    const seen: Promise<void>[] = [];
+    for (let v = 1; v <= 25; v++) {
+      await writer.append(s, [event(v)], { expectedVersion: v === 1 ? 'no_stream' : v - 1 });
+      // Reads of other streams keep every statement slot busy, so this one waits in the queue.
+      for (const o of others) seen.push(fresh.readStreamFrom(o, 0).then(() => undefined));
+      seen.push(
+        fresh.readStreamFrom(s, 0).then((events) => {
+          const versions = events.map((e) => e.streamVersion);
+          expect(versions.length).toBeGreaterThanOrEqual(v);
+          expect(versions).toEqual(versions.map((_, i) => i + 1));
+        }),
+      );
+    }
+    await Promise.all(seen);
+    expect(fresh.readStats.reads).toBe(25 * 7);
+    expect(fresh.readStats.statements).toBeLessThan(25 * 7);
+  });
+
+  it('tries each read again alone when a statement of several fails, so one bad read fails alone', async () => {
+    const fresh = new EventStore(tdb.handle);
+    const streams = Array.from({ length: 8 }, () => newStream('read'));
+    for (const s of streams) await fresh.append(s, [event(s)], { expectedVersion: 'no_stream' });
+    const before = { ...fresh.readStats };
+    // A NUL byte, which no Postgres text can hold: the statement carrying it fails as a whole.
+    const bad = 'read-\u0000';
+    const outcomes = await Promise.allSettled(
+      [...streams, bad, ...streams].map((s) => fresh.readStreamFrom(s, 0)),
+    );
+    const badOutcome = outcomes[streams.length];
+    expect(badOutcome?.status).toBe('rejected');
+    const good = outcomes.filter((_, i) => i !== streams.length);
+    expect(good.every((o) => o.status === 'fulfilled')).toBe(true);
+    for (const [i, o] of good.entries()) {
+      const s = streams[i % streams.length] as string;
+      expect(o.status === 'fulfilled' && o.value.map((e) => e.data)).toEqual([{ step: s }]);
+    }
+    expect(fresh.readStats.batchFallbacks - before.batchFallbacks).toBeGreaterThanOrEqual(1);
+  });
+});
+
 describe('per-stream hash chain', () => {
   it('links each event to the previous one in its stream, starting from 64 zeros, stream by stream', async () => {
     const a = newStream();
