@@ -24,17 +24,21 @@ interface Waiting {
 
 /** Reads in one statement at most. */
 const MAX_BATCH = 64;
-/** Statements out at once, at most. */
+/** Statements out at once, at most: the second and later only for a full one. */
 export const DEFAULT_READS_IN_FLIGHT = 4;
 
 /**
  * Group read: concurrent reads of streams from a version on share a round trip, as group commit
- * shares one between appends. A read goes out at once, alone, while fewer than `maxInFlight`
- * statements are out, so an idle service adds no latency; reads that arrive while all are out
- * queue, and go together as one statement when one returns.
+ * shares one between appends. A lone read goes out at once, so an idle service adds no latency;
+ * while a statement is out, further reads queue, and go together as one statement when it
+ * returns. Beside a statement out, another goes only when a full one (`MAX_BATCH` reads) has
+ * queued, up to `maxInFlight` at once, so a burst still overlaps.
  *
  * Sending a statement wakes a Postgres backend, and that wake-up, not the statement, was most of
- * what `GET /api/v1/rollouts/:id` cost the service's thread (docs/benchmarks.md, session 11).
+ * what `GET /api/v1/rollouts/:id` cost the service's thread. At 16 connections, with four
+ * statements out at any time instead of one, the route answered 5,100–5,600 requests a second
+ * against 8,600–9,200 (docs/benchmarks.md, session 11). The price is that a read queued behind
+ * a slow one waits for it; a read is of one stream, from the version this process has folded.
  *
  * Each read still sees every event committed before it was asked for: its statement is sent
  * after it was queued, and a statement's snapshot is taken when it starts. Reads of the same
@@ -45,8 +49,11 @@ export const DEFAULT_READS_IN_FLIGHT = 4;
 export class GroupReader {
   private readonly queue: Waiting[] = [];
   private inFlight = 0;
-  /** Statements sent, reads they carried, and statements of several that failed (for tests). */
-  readonly stats = { statements: 0, reads: 0, batchFallbacks: 0 };
+  /**
+   * Statements sent, reads they carried, statements of several that failed, and the most that
+   * were out at once (for tests).
+   */
+  readonly stats = { statements: 0, reads: 0, batchFallbacks: 0, peakInFlight: 0 };
 
   constructor(
     private readonly db: Kysely<Database>,
@@ -69,8 +76,10 @@ export class GroupReader {
 
   private pump(): void {
     while (this.inFlight < this.maxInFlight && this.queue.length > 0) {
+      if (this.inFlight > 0 && this.queue.length < MAX_BATCH) return;
       const batch = this.queue.splice(0, MAX_BATCH);
       this.inFlight++;
+      this.stats.peakInFlight = Math.max(this.stats.peakInFlight, this.inFlight);
       void this.send(batch).finally(() => {
         this.inFlight--;
         this.pump();
