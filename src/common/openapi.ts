@@ -80,11 +80,14 @@ export function setupOpenApi(app: NestFastifyApplication, version: string): void
   // A plain hook, not an async one: every request passes here, and all but the docs' leave at
   // once, without a promise and a turn of the microtask queue each.
   fastify.addHook('onRequest', (request, reply, done) => {
-    const path = request.url.split('?')[0] ?? '';
-    if (!isDocsPath(path)) {
+    // The route Fastify matched, not the URL as sent: the router decodes the path first, so
+    // `/api/%64ocs` is the docs too, and a test of the raw URL let it through without a key.
+    const route = request.routeOptions.url;
+    if (route === undefined || !isDocsPath(route)) {
       done();
       return;
     }
+    const path = request.url.split('?')[0] ?? '';
     admit(request, reply, path).then((admitted) => {
       // Answered already when not admitted: Fastify's request ends there, without done().
       if (admitted) done();

@@ -16,6 +16,21 @@ describe('OpenAPI and Swagger UI', () => {
     await request(t.server).get('/api/openapi.json').set('Authorization', 'Bearer ul_not-a-key').expect(401);
   });
 
+  it('needs a key however the path is spelt: the router decodes it, and so does the guard', async () => {
+    for (const path of [
+      '/api/%64ocs',
+      '/api/openapi%2Ejson',
+      '/api/openapi%2eyaml',
+      '/api/docs/swagger-ui%2Ecss',
+      '/%61pi/docs/',
+    ]) {
+      const res = await request(t.server).get(path);
+      expect({ path, status: res.status }).toEqual({ path, status: 401 });
+    }
+    // And with a key they are the docs, as their plain spellings are.
+    await request(t.server).get('/api/openapi%2Ejson').set(AUTH).expect(200);
+  });
+
   it('describes every rollout route with the request schemas that validate them', async () => {
     const { body } = await request(t.server).get('/api/openapi.json').set(AUTH).expect(200);
     expect(body.openapi).toMatch(/^3\./);
