@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import fc from 'fast-check';
-import { type Kysely, sql, type Transaction } from 'kysely';
+import { CompiledQuery, type Kysely, sql, type Transaction } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   ConcurrencyConflict,
@@ -13,6 +13,7 @@ import type { Database, Json } from '../../src/database/schema.js';
 import { EventStore } from '../../src/event-store/event-store.repository.js';
 import type { NewEvent, StoredEvent } from '../../src/event-store/event-store.types.js';
 import { GroupCommitter } from '../../src/event-store/group-commit.js';
+import { GroupReader } from '../../src/event-store/group-read.js';
 import {
   canonicalJson,
   checkpointPayload,
@@ -557,7 +558,7 @@ describe('group read (readStreamFrom)', () => {
     const seen: Promise<void>[] = [];
     for (let v = 1; v <= 25; v++) {
       await writer.append(s, [event(v)], { expectedVersion: v === 1 ? 'no_stream' : v - 1 });
-      // Reads of other streams keep every statement slot busy, so this one waits in the queue.
+      // Reads of other streams keep a statement out, so this one waits in the queue behind it.
       for (const o of others) seen.push(fresh.readStreamFrom(o, 0).then(() => undefined));
       seen.push(
         fresh.readStreamFrom(s, 0).then((events) => {
@@ -570,6 +571,33 @@ describe('group read (readStreamFrom)', () => {
     await Promise.all(seen);
     expect(fresh.readStats.reads).toBe(25 * 7);
     expect(fresh.readStats.statements).toBeLessThan(25 * 7);
+  });
+
+  it.runIf(onPostgres)('sends queued reads beside a slow statement once they have waited 10 ms', async () => {
+    const streams = Array.from({ length: 3 }, () => newStream('read'));
+    for (const s of streams) await store.append(s, [event(s)], { expectedVersion: 'no_stream' });
+    // A lone read of 'slow' takes a second and finds nothing. A lone read of anything else finds
+    // nothing either: only the statement of several reads the events.
+    const reader = new GroupReader(tdb.handle.db, (streamId) =>
+      streamId === 'slow'
+        ? CompiledQuery.raw('select 1 as stream_version from pg_sleep(1) where random() < 0')
+        : CompiledQuery.raw('select 1 where false'),
+    );
+    const done: string[] = [];
+    const slow = reader.read('slow', 0).then(() => done.push('slow'));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const fast = Promise.all(
+      streams.map((s) =>
+        reader.read(s, 0).then((rows) => {
+          done.push(s);
+          expect(rows.map((r) => r.data)).toEqual([{ step: s }]);
+        }),
+      ),
+    );
+    await Promise.all([slow, fast]);
+    // Without the wait limit they would have queued behind the slow statement until it returned.
+    expect(done).toEqual([...streams, 'slow']);
+    expect(reader.stats).toMatchObject({ statements: 2, reads: 4, peakInFlight: 2 });
   });
 
   it('tries each read again alone when a statement of several fails, so one bad read fails alone', async () => {
