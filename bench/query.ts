@@ -168,8 +168,8 @@ function capturingRepos(db: string) {
     return captured.splice(0);
   };
   return {
-    // As a running service does after its first list: it knows the served version already.
     servedVersion: () => projections.activeVersion(ROLLOUT_SUMMARY),
+    // As a running service does after its first list: it knows the served version already.
     list: async (f: RolloutListFilter) => {
       await projections.activeVersion(ROLLOUT_SUMMARY);
       return take(() => rollouts.list(f));
@@ -455,7 +455,7 @@ export async function query(args: Map<string, string>): Promise<void> {
     `ledger: ${before.events.toLocaleString('en-US')} events at the start, ${after.events.toLocaleString('en-US')} at the end (sequenced ${after.head.toLocaleString('en-US')}, projections at ${after.projection.toLocaleString('en-US')})`,
     `service: node dist/src/bundle/main.js, DB_POOL_MAX=${poolMax}, sequencer and projections on; autocannon (programmatic, one path after the other) in its own process; the raw baseline in its own process with a pool of ${poolMax}; ours then raw for each kind, ${seconds} s each`,
     `load average after each kind: ${uptimes.join('; ')}`,
-    'the list route runs one statement (the page of the projection version the service remembers as served, with the served version read in the same statement to check it; Postgres builds the page as JSON text, which the route sends as it is, and the raw baseline receives the same one row of text); GET /:id runs one (the stream joined to ledger from the version the service last folded it to, that event checked by its hash: the head only, as the concurrent appends make new rollouts and the sampled ones do not change), then folds the events after it in JS; under concurrency the service sends the reads that queue while four are out as one statement (group read, src/event-store/group-read.ts), where the raw baseline sends the statement of each request alone, as a client of the database alone would; the raw baseline runs the same statements, parses the rows, and does nothing else',
+    'the list route runs one statement (the page of the projection version the service remembers as served, with the served version read in the same statement to check it; Postgres builds the page as JSON text, which the route sends as it is, and the raw baseline receives the same one row of text); GET /:id runs one (the stream joined to ledger from the version the service last folded it to, that event checked by its hash: the head only, as the concurrent appends make new rollouts and the sampled ones do not change), then folds the events after it in JS; under concurrency the service sends the reads that queue while one is out as one statement (group read, src/event-store/group-read.ts), where the raw baseline sends the statement of each request alone, as a client of the database alone would; the raw baseline runs the same statements, parses the rows, and does nothing else',
     'full plans: bench-output/query-plans.txt',
   );
   publish(

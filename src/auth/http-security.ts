@@ -90,7 +90,11 @@ export async function configureHttpSecurity(app: NestFastifyApplication, config:
 export function helmetHeaders(options?: Readonly<HelmetOptions>): Record<string, string> {
   const csp = options?.contentSecurityPolicy;
   for (const [name, value] of Object.entries((typeof csp === 'object' && csp.directives) || {})) {
-    if ((Array.isArray(value) ? value : [value]).some((v) => typeof v === 'function')) {
+    // A directive's value is a string, a function, any iterable of them (an array, a Set…), or
+    // helmet's symbol that turns a default directive off.
+    const parts: unknown[] =
+      typeof value === 'object' && value !== null && Symbol.iterator in value ? [...value] : [value];
+    if (parts.some((v) => typeof v === 'function')) {
       throw new Error(
         `the CSP directive ${name} is computed per request: helmet's headers cannot be computed ahead`,
       );

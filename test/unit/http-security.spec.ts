@@ -1,24 +1,22 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { IncomingMessage, ServerResponse } from 'node:http';
+import { Socket } from 'node:net';
 import helmet from 'helmet';
 import { describe, expect, it } from 'vitest';
 import { helmetHeaders } from '../../src/auth/http-security.js';
 
-/** What helmet's middleware itself sets on a real-enough response, for comparison. */
+/** What helmet's middleware itself leaves on a real response, for comparison. */
 function setByMiddleware(options?: Parameters<typeof helmet>[0]): Record<string, string> {
-  const set = new Map<string, string>([['x-powered-by', 'Express']]);
-  const res = {
-    setHeader: (k: string, v: unknown) => set.set(k.toLowerCase(), String(v)),
-    removeHeader: (k: string) => set.delete(k.toLowerCase()),
-  };
-  helmet(options)({} as IncomingMessage, res as unknown as ServerResponse, () => {});
-  return Object.fromEntries(set);
+  const req = new IncomingMessage(new Socket());
+  const res = new ServerResponse(req);
+  res.setHeader('X-Powered-By', 'Express');
+  helmet(options)(req, res, () => {});
+  return Object.fromEntries(Object.entries(res.getHeaders()).map(([k, v]) => [k, String(v)]));
 }
 
 describe('helmetHeaders (the security headers, computed once)', () => {
   it('holds what helmet sets on a response, and nothing it removes', () => {
     const headers = helmetHeaders();
-    const { 'x-powered-by': _removed, ...expected } = setByMiddleware();
-    expect(headers).toEqual(expected);
+    expect(headers).toEqual(setByMiddleware());
     expect(headers['content-security-policy']).toContain("default-src 'self'");
     expect(headers['strict-transport-security']).toMatch(/max-age=\d+/);
     expect(headers).not.toHaveProperty('x-powered-by');
@@ -33,13 +31,12 @@ describe('helmetHeaders (the security headers, computed once)', () => {
   });
 
   it('refuses a policy that is computed per request, which cannot be computed ahead', () => {
-    expect(() =>
-      helmetHeaders({
-        contentSecurityPolicy: {
-          directives: { scriptSrc: ["'self'", (_req, res) => `'nonce-${String(res)}'`] },
-        },
-      }),
-    ).toThrow();
+    const nonce = (_req: unknown, res: unknown) => `'nonce-${String(res)}'`;
+    for (const scriptSrc of [["'self'", nonce], new Set(["'self'", nonce])]) {
+      expect(() => helmetHeaders({ contentSecurityPolicy: { directives: { scriptSrc } } })).toThrow(
+        /computed per request/,
+      );
+    }
   });
 
   it('is frozen: a route cannot change what every other answer gets', () => {
