@@ -573,6 +573,54 @@ describe('group read (readStreamFrom)', () => {
     expect(fresh.readStats.statements).toBeLessThan(25 * 7);
   });
 
+  it.runIf(onPostgres)(
+    'answers a read asked for while an older read of the same stream is out with a statement of its own, which sees what the older one cannot',
+    async () => {
+      const s = newStream('read');
+      await store.append(s, [event(1)], { expectedVersion: 'no_stream' });
+      const gate = 0x6c65_6467_6572n; // an advisory lock key no other test takes
+      const session = await tdb.handle.openSession();
+      try {
+        expect(await session.tryAdvisoryLock(gate)).toBe(true);
+        // A lone read as EventStore's, but one that waits at the gate after its snapshot is taken.
+        const reader = new GroupReader(tdb.handle.db, (streamId, fromVersion) =>
+          CompiledQuery.raw(
+            `select e.stream_version, e.type, e.hash, null::bigint as position, e.data, 0 as data_bytes,
+                    '' as recorded_at_iso
+               from event e, pg_advisory_xact_lock_shared(${gate}) g
+              where e.stream_id = $1 and e.stream_version >= $2 order by e.stream_version`,
+            [streamId, fromVersion],
+          ),
+        );
+        const versions = (p: Promise<{ stream_version: number }[]>) =>
+          p.then((rows) => rows.map((r) => Number(r.stream_version)));
+        const older = versions(reader.read(s, 0));
+        // Its statement has started (so its snapshot is taken) once it waits for the gate.
+        await expect
+          .poll(
+            async () =>
+              (
+                await sql<{ n: number }>`select count(*)::int as n from pg_locks
+                  where locktype = 'advisory' and not granted and objid = ${Number(gate & 0xffff_ffffn)}`.execute(
+                  tdb.handle.db,
+                )
+              ).rows[0]?.n,
+            { timeout: 5000, interval: 10 },
+          )
+          .toBe(1);
+        await store.append(s, [event(2)], { expectedVersion: 1 });
+        const newer = versions(reader.read(s, 0));
+        await session.advisoryUnlock(gate);
+        // The older statement's snapshot predates the append; the newer read must not share it.
+        expect(await older).toEqual([1]);
+        expect(await newer).toEqual([1, 2]);
+        expect(reader.stats).toMatchObject({ statements: 2, reads: 2 });
+      } finally {
+        await session.close();
+      }
+    },
+  );
+
   it.runIf(onPostgres)('sends queued reads beside a slow statement once they have waited 10 ms', async () => {
     const streams = Array.from({ length: 3 }, () => newStream('read'));
     for (const s of streams) await store.append(s, [event(s)], { expectedVersion: 'no_stream' });
