@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { configSchema } from '../src/config/config.js';
 import { loadScenarios } from '../test/support/scenarios.js';
@@ -32,12 +33,26 @@ function parseVariants(text: string): Record<string, string>[] {
   });
 }
 
-const label = (env: Record<string, string>): string =>
-  Object.keys(env).length === 0
+/**
+ * `dist/src/bundle/main.js|../other/dist/src/bundle/main.js`: builds of the service to compare
+ * (each a bundle's main), under one set of settings.
+ */
+function parseBuilds(text: string | undefined): (string | undefined)[] {
+  if (text === undefined) return [undefined];
+  return text.split('|').map((p) => {
+    const main = path.resolve(p.trim());
+    if (!existsSync(main)) throw new Error(`--builds: ${main} does not exist (a built bundle's main.js)`);
+    return main;
+  });
+}
+
+const label = (env: Record<string, string>, main?: string): string =>
+  (main ? `${path.relative(process.cwd(), main)}, ` : '') +
+  (Object.keys(env).length === 0
     ? 'defaults'
     : Object.entries(env)
         .map(([k, v]) => `${k}=${v}`)
-        .join(' ');
+        .join(' '));
 
 /**
  * An A/B of the HTTP single-append route under service settings, alternating the variants in
@@ -51,8 +66,12 @@ const label = (env: Record<string, string>): string =>
  * service answers, and the figure to compare is the CPU per event: on this shared machine it moves
  * less from run to run at a fixed load than the maximum rate does.
  *
+ * With `--builds A|B` (each a built bundle's main.js), the variants are those builds instead, all
+ * under the one set of `--settings`: an A/B of a change to the code.
+ *
  * `npm run bench -- append-ab --settings 'GROUP_COMMIT_IN_FLIGHT=1|GROUP_COMMIT_IN_FLIGHT=4'
  *  --connections 16 --duration 12 --rounds 2 [--rate 1200]`
+ * `npm run bench -- append-ab --builds 'dist/src/bundle/main.js|/tmp/b/dist/src/bundle/main.js'`
  */
 export async function appendAb(args: Map<string, string>): Promise<void> {
   const started = new Date();
@@ -61,7 +80,11 @@ export async function appendAb(args: Map<string, string>): Promise<void> {
   const rounds = intArg(args, 'rounds', 2);
   const rate = args.has('rate') ? intArg(args, 'rate', 0) : undefined;
   if (rate !== undefined && rate < 1) throw new Error('--rate: requests per second, at least 1');
-  const variants = parseVariants(args.get('settings') ?? '');
+  const settings = parseVariants(args.get('settings') ?? '');
+  const builds = parseBuilds(args.get('builds'));
+  if (builds.length > 1 && settings.length > 1)
+    throw new Error('--builds: compare builds under one set of --settings, or settings on one build');
+  const variants = builds.flatMap((main) => settings.map((env) => ({ env, main })));
   const pgVersion = await serverVersion();
   const ours = 'bench_ab_ours';
   const raw = 'bench_ab_raw';
@@ -77,10 +100,14 @@ export async function appendAb(args: Map<string, string>): Promise<void> {
     await migrate(raw);
     for (let round = 1; round <= rounds; round++) {
       const base = await pgbench({ db: raw, script, clients: connections, seconds, name: NAME });
-      for (const [i, env] of variants.entries()) {
+      for (const [i, { env, main }] of variants.entries()) {
         await recreateDatabase(ours);
         await migrate(ours);
-        const server = await startServer({ databaseUrl: dbUrl(ours), env: { DB_POOL_MAX: '20', ...env } });
+        const server = await startServer({
+          databaseUrl: dbUrl(ours),
+          env: { DB_POOL_MAX: '20', ...env },
+          main,
+        });
         try {
           const post = rolloutPost(server.url, body);
           await autocannon({ ...post, connections, seconds: 3 }); // warm-up, not counted
@@ -101,7 +128,7 @@ export async function appendAb(args: Map<string, string>): Promise<void> {
           sum.ratio += r.okPerSec / base.tps;
           sum.cpu += per('node') + per('postgres');
           rows.push({
-            figure: `round ${round}, ${label(env)}`,
+            figure: `round ${round}, ${label(env, main)}`,
             value: r.okPerSec,
             unit: 'events/s',
             better: 'higher',
@@ -120,18 +147,25 @@ export async function appendAb(args: Map<string, string>): Promise<void> {
     await dropDatabase(raw);
   }
   const means = variants.map(
-    (env, i) =>
-      `${label(env)}: mean ${count((sums[i]?.rate ?? 0) / rounds)} events/s, mean ratio to pgbench ${((sums[i]?.ratio ?? 0) / rounds).toFixed(2)}, mean CPU per event ${Math.round((sums[i]?.cpu ?? 0) / rounds)} µs (service + its backends)`,
+    ({ env, main }, i) =>
+      `${label(env, main)}: mean ${count((sums[i]?.rate ?? 0) / rounds)} events/s, mean ratio to pgbench ${((sums[i]?.ratio ?? 0) / rounds).toFixed(2)}, mean CPU per event ${Math.round((sums[i]?.cpu ?? 0) / rounds)} µs (service + its backends)`,
   );
   publish(
     NAME,
     started,
     pgVersion,
-    { seconds, connections, rounds, settings: args.get('settings') ?? '', ...(rate ? { rate } : {}) },
+    {
+      seconds,
+      connections,
+      rounds,
+      settings: args.get('settings') ?? '',
+      ...(args.has('builds') ? { builds: args.get('builds') } : {}),
+      ...(rate ? { rate } : {}),
+    },
     rows,
     [
       ...means,
-      `each run: a new database, the built service with the variant's settings (DB_POOL_MAX=20), 3 s of warm-up, then autocannon -c ${connections}${rate ? ` -R ${rate}` : ''} for ${seconds} s; each round's pgbench ran first`,
+      `each run: a new database, the built service (or the variant's build) with the variant's settings (DB_POOL_MAX=20), 3 s of warm-up, then autocannon -c ${connections}${rate ? ` -R ${rate}` : ''} for ${seconds} s; each round's pgbench ran first`,
       'the machine has 2 cores shared with the load generator, Postgres and other users: compare the variants within a round, and the mean ratios',
     ],
   );

@@ -62,10 +62,13 @@ export async function startServer(opts: {
   env?: Record<string, string>;
   timeoutMs?: number;
   nodeArgs?: string[];
+  /** Another build's bundle main to run instead of dist/src/bundle/main.js (an A/B of two builds). */
+  main?: string;
   /** Embedded mode: a DATA_DIR to keep (default: a temporary one, removed on stop). */
   dataDir?: string;
 }): Promise<Server> {
-  if (!existsSync(SERVICE_MAIN)) throw new Error(`${SERVICE_MAIN} is missing: run \`npm run build\` first`);
+  const main = opts.main ?? SERVICE_MAIN;
+  if (!existsSync(main)) throw new Error(`${main} is missing: run \`npm run build\` first`);
   const port = await freePort();
   const dataDir = opts.dataDir ?? mkdtempSync(path.join(os.tmpdir(), 'ul-bench-'));
   const env: NodeJS.ProcessEnv = {
@@ -87,7 +90,7 @@ export async function startServer(opts: {
   const profile = process.env.BENCH_CPU_PROF
     ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`]
     : [];
-  const child = spawn(process.execPath, [...profile, ...(opts.nodeArgs ?? []), SERVICE_MAIN], {
+  const child = spawn(process.execPath, [...profile, ...(opts.nodeArgs ?? []), main], {
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
