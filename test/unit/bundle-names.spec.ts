@@ -1,0 +1,90 @@
+import { build } from 'esbuild';
+import { describe, expect, it } from 'vitest';
+import { NAME_HELPER, NAME_HELPER_CHECKED, rewriteNameHelper } from '../../src/build/bundle.js';
+
+type NameHelper = <T>(target: T, value: string) => T;
+
+/** A helper's source evaluated as the bundle's runtime chunk does, `__defProp` beside it. */
+const helperOf = (source: string): NameHelper =>
+  new Function('__defProp', `${source}\nreturn __name;`)(Object.defineProperty) as NameHelper;
+
+/** Functions as a bundle holds them: named as in their module, renamed by esbuild, unnamed. */
+function samples() {
+  function next() {}
+  function next2() {}
+  class Reply {}
+  class Reply2 {}
+  class WithStaticName {
+    static name = 'custom';
+  }
+  return [
+    [next, 'next'],
+    [next2, 'next'],
+    [Reply, 'Reply'],
+    [Reply2, 'Reply'],
+    [() => {}, 'handleResolve'],
+    [WithStaticName, 'WithStaticName'],
+  ] as const;
+}
+
+describe("esbuild's __name helper, rewritten to set a name only when it differs", () => {
+  it('leaves every function with the same name property as the original helper does', () => {
+    const original = helperOf(NAME_HELPER);
+    const checked = helperOf(NAME_HELPER_CHECKED);
+    const a = samples();
+    const b = samples();
+    for (const [i, [fn, name]] of a.entries()) {
+      const [other] = b[i] as (typeof b)[number];
+      expect(original(fn, name)).toBe(fn);
+      expect(checked(other, name)).toBe(other);
+      expect(Object.getOwnPropertyDescriptor(other, 'name')).toEqual(
+        Object.getOwnPropertyDescriptor(fn, 'name'),
+      );
+      expect(other.name).toBe(name);
+    }
+  });
+
+  it('defines the property only for a function whose name is not the one to keep', () => {
+    const defined: string[] = [];
+    const counting = new Function('__defProp', `${NAME_HELPER_CHECKED}\nreturn __name;`)(
+      (target: { name: string }, key: string, desc: PropertyDescriptor) => {
+        defined.push(`${target.name}→${desc.value}`);
+        return Object.defineProperty(target, key, desc);
+      },
+    ) as NameHelper;
+    for (const [fn, name] of samples()) counting(fn, name);
+    expect(defined).toEqual(['next2→next', 'Reply2→Reply', '→handleResolve', 'custom→WithStaticName']);
+  });
+
+  it('is the helper the installed esbuild writes with keepNames', async () => {
+    const out = await build({
+      stdin: { contents: 'export function run() { function next() {} return next; }' },
+      bundle: true,
+      write: false,
+      format: 'esm',
+      keepNames: true,
+      logLevel: 'silent',
+    });
+    const text = out.outputFiles[0]?.text ?? '';
+    expect(text).toContain(NAME_HELPER);
+    const rewritten = rewriteNameHelper([{ name: 'main.js', text }]);
+    expect(rewritten.text).toContain(NAME_HELPER_CHECKED);
+    expect(rewritten.text).not.toContain(NAME_HELPER);
+    const run = (await import(`data:text/javascript,${encodeURIComponent(rewritten.text)}`)) as {
+      run: () => () => void;
+    };
+    expect(run.run().name).toBe('next');
+  });
+
+  it('refuses a bundle where the helper is missing or there twice, naming the file to update', () => {
+    expect(() => rewriteNameHelper([{ name: 'a.js', text: 'var __name = (t, v) => t;' }])).toThrow(
+      /found 0 times.*src\/build\/bundle\.ts/,
+    );
+    expect(() =>
+      rewriteNameHelper([
+        { name: 'a.js', text: NAME_HELPER },
+        { name: 'b.js', text: NAME_HELPER },
+      ]),
+    ).toThrow(/found 2 times/);
+  });
+});
