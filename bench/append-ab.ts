@@ -1,5 +1,5 @@
-import { randomUUID } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { createHash, randomUUID } from 'node:crypto';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { configSchema } from '../src/config/config.js';
 import { loadScenarios } from '../test/support/scenarios.js';
@@ -35,16 +35,26 @@ function parseVariants(text: string): Record<string, string>[] {
 
 /**
  * `dist/src/bundle/main.js|../other/dist/src/bundle/main.js`: builds of the service to compare
- * (each a bundle's main), under one set of settings.
+ * (each a bundle's main), under one set of settings. Each run's database is migrated by this
+ * checkout before the build starts, and pgbench runs this checkout's SQL: the builds must share
+ * its migrations (an A/B of a change to the code, not to the schema).
  */
 function parseBuilds(text: string | undefined): (string | undefined)[] {
   if (text === undefined) return [undefined];
-  return text.split('|').map((p) => {
+  const mains = text.split('|').map((p) => {
+    if (p.trim() === '') throw new Error("--builds: an empty entry (each is a built bundle's main.js)");
     const main = path.resolve(p.trim());
-    if (!existsSync(main)) throw new Error(`--builds: ${main} does not exist (a built bundle's main.js)`);
+    if (!existsSync(main) || !statSync(main).isFile())
+      throw new Error(`--builds: ${main} is not a file (each is a built bundle's main.js)`);
     return main;
   });
+  if (new Set(mains).size !== mains.length) throw new Error('--builds: the same build twice');
+  return mains;
 }
+
+/** The first 12 hex digits of the SHA-256 of a build's main.js: which build a figure is of. */
+const buildId = (main: string): string =>
+  createHash('sha256').update(readFileSync(main)).digest('hex').slice(0, 12);
 
 const label = (env: Record<string, string>, main?: string): string =>
   (main ? `${path.relative(process.cwd(), main)}, ` : '') +
@@ -159,7 +169,13 @@ export async function appendAb(args: Map<string, string>): Promise<void> {
       connections,
       rounds,
       settings: args.get('settings') ?? '',
-      ...(args.has('builds') ? { builds: args.get('builds') } : {}),
+      ...(args.has('builds')
+        ? {
+            builds: builds
+              .map((m) => `${path.relative(process.cwd(), m ?? '')} (sha256 ${buildId(m ?? '')}…)`)
+              .join(' | '),
+          }
+        : {}),
       ...(rate ? { rate } : {}),
     },
     rows,

@@ -68,7 +68,10 @@ export async function startServer(opts: {
   dataDir?: string;
 }): Promise<Server> {
   const main = opts.main ?? SERVICE_MAIN;
-  if (!existsSync(main)) throw new Error(`${main} is missing: run \`npm run build\` first`);
+  if (!existsSync(main))
+    throw new Error(
+      main === SERVICE_MAIN ? `${main} is missing: run \`npm run build\` first` : `${main} is missing`,
+    );
   const port = await freePort();
   const dataDir = opts.dataDir ?? mkdtempSync(path.join(os.tmpdir(), 'ul-bench-'));
   const env: NodeJS.ProcessEnv = {

@@ -62,38 +62,46 @@ function optionalPeers(leftOut: Set<string>): Plugin {
 /** esbuild's helper for `keepNames`, as esbuild 0.28 writes it into the bundle's runtime chunk. */
 export const NAME_HELPER =
   'var __name = (target, value) => __defProp(target, "name", { value, configurable: true });';
-/** The same helper, setting the name only when it is not already the one to keep. */
-export const NAME_HELPER_CHECKED =
-  'var __name = (target, value) => target.name === value ? target : __defProp(target, "name", { value, configurable: true });';
+/**
+ * The same helper, defining the name only when the function does not already hold it as a value
+ * of its own. Where it skips, `defineProperty` would have changed nothing: it sets the value it
+ * already has and leaves the other attributes as they are. A getter is never called.
+ */
+export const NAME_HELPER_CHECKED = NAME_HELPER.replace(
+  '=> __defProp(',
+  '=> Object.getOwnPropertyDescriptor(target, "name")?.value === value ? target : __defProp(',
+);
 
 /**
- * Rewrites esbuild's `__name` helper in the bundle's files so that it sets a function's name
- * only when the name is not already the one to keep.
+ * Rewrites esbuild's `__name` helper in the bundle's files, so that it defines a function's name
+ * only when the function does not already hold it.
  *
  * Why: with `keepNames`, every named function esbuild emits is passed to `__name` where it is
  * created, and the helper calls `Object.defineProperty` each time. Fastify's hook runners declare
- * their `next` and `handleResolve` inside each call, so every request paid five or six of them:
+ * their `next` and `handleResolve` inside each call, so every request paid several of them:
  * `__name` and the property definitions were 5.7 % of the service's thread answering
- * `/health/live`, and the rewrite took 25 µs of CPU off each such request here
- * (docs/benchmarks.md, session 12). A name is already right unless esbuild renamed the function
- * (to keep two modules' names apart); only then is it set, as before, so every name is the same.
+ * `/health/live` (docs/benchmarks.md, "The keepNames helper (session 12)"). A declared
+ * function already holds its name; one esbuild renamed (to keep two modules' names apart) or an
+ * arrow passed to the helper (which JS leaves unnamed there) does not, and gets it as before.
  * The bundle's OpenAPI document is compared with the unbundled service's in
  * test/e2e/process.e2e.spec.ts, which would catch a lost class name.
  *
- * Fails if the helper is not found exactly once, so that an esbuild upgrade that changes it is
- * looked at rather than silently left as it was.
+ * Fails unless the helper is found exactly once, so that an esbuild upgrade that changes it, or a
+ * second copy, is looked at rather than silently left as it was.
  */
 export function rewriteNameHelper(files: readonly { name: string; text: string }[]): {
   name: string;
   text: string;
 } {
-  const holders = files.filter((f) => f.text.includes(NAME_HELPER));
-  const count = holders.reduce((n, f) => n + f.text.split(NAME_HELPER).length - 1, 0);
-  const holder = holders[0];
-  if (count !== 1 || !holder)
+  const found = files.flatMap((f) => Array(f.text.split(NAME_HELPER).length - 1).fill(f.name) as string[]);
+  const holder = files.find((f) => f.name === found[0]);
+  if (found.length !== 1 || !holder)
     throw new Error(
-      `bundle: esbuild's __name helper was found ${count} times, not once: esbuild changed it; ` +
-        'update NAME_HELPER in src/build/bundle.ts after checking the new one',
+      found.length === 0
+        ? "bundle: esbuild's __name helper was not found: esbuild changed it; update NAME_HELPER " +
+            'in src/build/bundle.ts after checking the new one'
+        : `bundle: esbuild's __name helper was found ${found.length} times (${found.join(', ')}), ` +
+            'not once: rewriting one would leave the others',
     );
   return { name: holder.name, text: holder.text.replace(NAME_HELPER, NAME_HELPER_CHECKED) };
 }

@@ -578,7 +578,8 @@ describe('group read (readStreamFrom)', () => {
     async () => {
       const s = newStream('read');
       await store.append(s, [event(1)], { expectedVersion: 'no_stream' });
-      const gate = 0x6c65_6467_6572n; // an advisory lock key no other test takes
+      // Outside the service's own keys (ADVISORY_LOCKS, 0x756c6564676572xx), so none can collide.
+      const gate = 0x6c65_6467_6572n;
       const session = await tdb.handle.openSession();
       try {
         expect(await session.tryAdvisoryLock(gate)).toBe(true);
@@ -595,19 +596,18 @@ describe('group read (readStreamFrom)', () => {
         const versions = (p: Promise<{ stream_version: number }[]>) =>
           p.then((rows) => rows.map((r) => Number(r.stream_version)));
         const older = versions(reader.read(s, 0));
-        // Its statement has started (so its snapshot is taken) once it waits for the gate.
-        await expect
-          .poll(
-            async () =>
-              (
-                await sql<{ n: number }>`select count(*)::int as n from pg_locks
-                  where locktype = 'advisory' and not granted and objid = ${Number(gate & 0xffff_ffffn)}`.execute(
-                  tdb.handle.db,
-                )
-              ).rows[0]?.n,
-            { timeout: 5000, interval: 10 },
-          )
-          .toBe(1);
+        // Its statement has started (so its snapshot is taken) once it waits for the gate: the
+        // one waiting for this key in this database (another run may use the same server).
+        const waiting = async () =>
+          (
+            await sql<{ n: number }>`select count(*)::int as n from pg_locks
+              where locktype = 'advisory' and not granted and objsubid = 1
+                and database = (select oid from pg_database where datname = current_database())
+                and classid = ${Number(gate >> 32n)}::oid and objid = ${Number(gate & 0xffff_ffffn)}::oid`.execute(
+              tdb.handle.db,
+            )
+          ).rows[0]?.n;
+        await expect.poll(waiting, { timeout: 5000, interval: 10 }).toBe(1);
         await store.append(s, [event(2)], { expectedVersion: 1 });
         const newer = versions(reader.read(s, 0));
         await session.advisoryUnlock(gate);
