@@ -1,8 +1,7 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { PGlite } from '@electric-sql/pglite';
 import { intArg } from './lib/args.js';
 import { serverVersion } from './lib/pg.js';
 import { startServer } from './lib/server.js';
@@ -10,25 +9,14 @@ import { percentile, publish, type Row } from './lib/table.js';
 
 const NAME = 'cold-start';
 
-function ownRssMb(): number {
-  const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync('/proc/self/status', 'utf8'));
-  return Number(m?.[1] ?? 0) / 1024;
-}
-
-/** Internal (child process): open PGlite on a directory, run one query, print RSS, exit. */
-export async function rawPglite(dir: string): Promise<{ rssMb: number }> {
-  const db = await PGlite.create(path.join(dir, 'pgdata'));
-  await db.query('select 1');
-  const rssMb = ownRssMb();
-  await db.close();
-  return { rssMb };
-}
+/** The baseline's script (bench/lib/raw-pglite.ts): Node and PGlite, nothing else loaded. */
+const RAW_PGLITE = path.resolve('dist-bench/bench/lib/raw-pglite.js');
 
 /** Spawn → the child's one line of output (its ready signal), with the time it took. */
 function rawChild(dir: string): Promise<{ ms: number; rssMb: number }> {
   return new Promise((resolve, reject) => {
     const t = performance.now();
-    const child = spawn(process.execPath, [process.argv[1] as string, '_pglite', dir], {
+    const child = spawn(process.execPath, [RAW_PGLITE, dir], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     let out = '';
@@ -113,6 +101,7 @@ export async function coldStart(args: Map<string, string>): Promise<void> {
   ];
   publish(NAME, started, pgVersion, { runs }, rows, [
     'times from spawn of the process to its ready signal (the first 200 of /health/ready, polled every 20 ms; the raw child prints a line), measured by the parent',
+    'the raw child is `node dist-bench/bench/lib/raw-pglite.js <dir>`: Node and PGlite, nothing else loaded (until session 12 it loaded every bench first, which added about 1.1 s on a slow machine)',
     'the machine has 2 cores shared with other users: start-up times vary by a factor of 2 with load',
   ]);
 }

@@ -2,7 +2,7 @@ import 'reflect-metadata';
 import { appendAb } from './append-ab.js';
 import { appendBatch } from './append-batch.js';
 import { appendSingle } from './append-single.js';
-import { coldStart, rawPglite } from './cold-start.js';
+import { coldStart } from './cold-start.js';
 import { compression } from './compression.js';
 import { parseArgs } from './lib/args.js';
 import { emmettAppends } from './lib/emmett.js';
@@ -31,7 +31,6 @@ const SCRIPTS: Record<string, (args: Map<string, string>) => Promise<void>> = {
 const INTERNAL: Record<string, (db: string, ...numbers: number[]) => Promise<unknown>> = {
   '_raw-report': rawReport,
   '_raw-export': rawExport,
-  _pglite: rawPglite,
   _emmett: (db, concurrency = 16, seconds = 10, batch = 1, poolMax = 20) =>
     emmettAppends(db, concurrency, seconds, batch, poolMax),
   _store: (db, concurrency = 16, seconds = 10, batch = 1, poolMax = 20, acks = 0) =>
