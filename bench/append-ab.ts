@@ -92,6 +92,8 @@ export async function appendAb(args: Map<string, string>): Promise<void> {
   if (rate !== undefined && rate < 1) throw new Error('--rate: requests per second, at least 1');
   const settings = parseVariants(args.get('settings') ?? '');
   const builds = parseBuilds(args.get('builds'));
+  // Hashed before the runs: the file a figure was measured on, even if it is rebuilt meanwhile.
+  const buildIds = builds.map((m) => (m ? `${path.relative(process.cwd(), m)} (sha256 ${buildId(m)}…)` : ''));
   if (builds.length > 1 && settings.length > 1)
     throw new Error('--builds: compare builds under one set of --settings, or settings on one build');
   const variants = builds.flatMap((main) => settings.map((env) => ({ env, main })));
@@ -169,13 +171,7 @@ export async function appendAb(args: Map<string, string>): Promise<void> {
       connections,
       rounds,
       settings: args.get('settings') ?? '',
-      ...(args.has('builds')
-        ? {
-            builds: builds
-              .map((m) => `${path.relative(process.cwd(), m ?? '')} (sha256 ${buildId(m ?? '')}…)`)
-              .join(' | '),
-          }
-        : {}),
+      ...(args.has('builds') ? { builds: buildIds.join(' | ') } : {}),
       ...(rate ? { rate } : {}),
     },
     rows,
