@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
+import { holdingEventLoop } from './common/event-loop.js';
 import { discardPreopened, pgliteDir, preopenPGlite } from './database/preopen.js';
 
 /**
@@ -73,4 +74,6 @@ async function main(): Promise<void> {
   }
 }
 
-void main();
+// The loop is held open until the server listens (see event-loop.ts): the start must not wait
+// for V8's background compiles.
+void holdingEventLoop(main);
