@@ -1,16 +1,21 @@
+import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { build, type Plugin } from 'esbuild';
+import { BUNDLE_FILE, CACHE_FILE, WRITE_CODE_CACHE } from '../service-bundle.js';
 
 /**
- * Bundles the compiled service (`<build>/src/main.js`, tsc's output with its decorator metadata)
- * into `<build>/src/bundle/main.js` and the chunks beside it, which is what `npm start` runs.
+ * Bundles the compiled service (`<build>/src/start.js`, tsc's output with its decorator metadata)
+ * into `<build>/src/bundle/service.cjs`, puts the loader that `npm start` runs beside it as
+ * `main.js` (src/service-loader.ts), and has the loader write V8's code cache for the bundle.
  *
  * Why: on a slow two-core machine, loading some 2,100 module files through Node's ESM and CJS
- * loaders is the larger part of a cold start. A few files cut that to a parse of them (see
- * docs/benchmarks.md, "Cold start: bundled").
+ * loaders is the larger part of a cold start. One file cuts that to a parse of it (see
+ * docs/benchmarks.md, "Cold start: bundled"), and the code cache cuts most of the parse and of
+ * the compiling that follows ("The code cache (session 13)").
  *
  * Run as `node <build>/src/build/bundle.js`: it bundles the build it belongs to. The bundle sits
  * two levels below the build's root, as the modules it replaces did, so every path they derive
@@ -109,43 +114,73 @@ export function rewriteNameHelper(files: readonly { name: string; text: string }
 export async function bundleService(
   buildRoot: string,
 ): Promise<{ outfile: string; files: number; bytes: number; leftOut: string[] }> {
-  const entry = path.join(buildRoot, 'src/main.js');
-  if (!existsSync(entry)) throw new Error(`${entry} is missing: run \`nest build\` first`);
+  const entry = path.join(buildRoot, 'src/start.js');
+  const loader = path.join(buildRoot, 'src/service-loader.js');
+  for (const file of [entry, loader])
+    if (!existsSync(file)) throw new Error(`${file} is missing: run \`nest build\` first`);
+  // Beside main.js, never deeper: paths derived from import.meta.url count the levels.
   const outdir = path.join(buildRoot, 'src/bundle');
   const outfile = path.join(outdir, 'main.js');
+  const bundleFile = path.join(outdir, BUNDLE_FILE);
   const leftOut = new Set<string>();
   rmSync(outdir, { recursive: true, force: true });
+  // The service, as one CommonJS file: service-loader.ts compiles it with a code cache, which
+  // Node 20 offers for scripts and not for ES modules. What the service imports on demand (the
+  // PDF renderer, PDFKit behind it, the Swagger UI's static files) is still evaluated on demand:
+  // esbuild wraps a module reached only by import() in a function run at the first import.
   await build({
-    entryPoints: { main: entry },
-    outdir,
-    // What the service imports on demand (the PDF renderer and PDFKit behind it) stays a chunk of
-    // its own, loaded on demand as unbundled: in one file, PDFKit's import was hoisted to the top
-    // and loaded at every start (110 ms of the median).
-    splitting: true,
-    // Beside main.js, never deeper: paths derived from import.meta.url count the levels.
-    chunkNames: '[name]-[hash]',
+    entryPoints: [entry],
+    outfile: bundleFile,
     bundle: true,
     platform: 'node',
-    format: 'esm',
+    format: 'cjs',
     target: 'node20.19',
     // Nest names providers and Swagger names schemas after their classes: keep every name.
     keepNames: true,
     sourcemap: 'linked',
     external: KEEP_AS_FILES.flatMap((p) => [p, `${p}/*`]),
     plugins: [optionalPeers(leftOut)],
-    // The CommonJS packages inside call `require`, which an ES module does not have.
-    banner: {
-      js: "import { createRequire as __bundleRequire } from 'node:module';\nconst require = __bundleRequire(import.meta.url);",
-    },
+    // A CommonJS file has no import.meta: the modules that find files from their own URL (the
+    // migrations, the report templates) get the bundle's, as they did when it was an ES module.
+    define: { 'import.meta.url': '__bundleUrl' },
+    banner: { js: "var __bundleUrl = require('node:url').pathToFileURL(__filename).href;" },
     logLevel: 'warning',
   });
-  const files = readdirSync(outdir).filter((f) => f.endsWith('.js'));
-  const rewritten = rewriteNameHelper(
-    files.map((name) => ({ name, text: readFileSync(path.join(outdir, name), 'utf8') })),
-  );
-  writeFileSync(path.join(outdir, rewritten.name), rewritten.text);
+  const rewritten = rewriteNameHelper([{ name: BUNDLE_FILE, text: readFileSync(bundleFile, 'utf8') }]);
+  writeFileSync(bundleFile, rewritten.text);
+  // The loader, on its own: it imports only Node's modules.
+  await build({
+    entryPoints: [loader],
+    outfile,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20.19',
+    sourcemap: 'linked',
+    logLevel: 'warning',
+  });
+  await writeCodeCache(outfile);
+  const files = readdirSync(outdir).filter((f) => !f.endsWith('.map'));
   const bytes = files.reduce((sum, f) => sum + statSync(path.join(outdir, f)).size, 0);
   return { outfile, files: files.length, bytes, leftOut: [...leftOut].sort() };
+}
+
+/**
+ * Runs the loader as `npm start` would, with the same Node, but asked to load the service's modules
+ * and write V8's code cache for the bundle instead of starting. It inherits this process's
+ * environment, NODE_OPTIONS included, which is how V8 flags that a deployment sets there reach the
+ * cache (V8 rejects a cache made with other flags). Loading the modules reads no configuration and
+ * opens nothing.
+ */
+async function writeCodeCache(loader: string): Promise<void> {
+  try {
+    await promisify(execFile)(process.execPath, [loader, WRITE_CODE_CACHE], { maxBuffer: 1 << 20 });
+  } catch (err) {
+    const { stderr } = err as { stderr?: string };
+    throw new Error(`bundle: writing the code cache failed:\n${stderr || String(err)}`);
+  }
+  if (!existsSync(path.join(path.dirname(loader), CACHE_FILE)))
+    throw new Error('bundle: the loader exited without writing the code cache');
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

@@ -9,6 +9,7 @@ import {
   Migrator,
   sql,
 } from 'kysely';
+import { importModule } from '../common/module-import.js';
 import type { Database } from './schema.js';
 
 /** `migrations/` beside `src/`, whether running from sources (tests) or from `dist/`. */
@@ -31,8 +32,8 @@ class FolderMigrationProvider implements MigrationProvider {
   async getMigrations(): Promise<Record<string, Migration>> {
     const migrations: Record<string, Migration> = {};
     for (const file of await migrationFiles(this.folder)) {
-      migrations[migrationName(file)] = (await import(
-        pathToFileURL(path.join(this.folder, file)).href
+      migrations[migrationName(file)] = (await importModule(
+        pathToFileURL(path.join(this.folder, file)).href,
       )) as Migration;
     }
     return migrations;

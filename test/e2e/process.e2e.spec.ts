@@ -51,10 +51,14 @@ function showOnFailure(child: Child): Child {
   return child;
 }
 
-function spawnServer(env: Record<string, string>, entry = serviceEntry(buildDir)): Child {
+function spawnServer(
+  env: Record<string, string>,
+  entry = serviceEntry(buildDir),
+  nodeArgs: string[] = [],
+): Child {
   let out = '';
   let err = '';
-  const proc = spawn(process.execPath, [entry], {
+  const proc = spawn(process.execPath, [...nodeArgs, entry], {
     cwd: ROOT,
     // Only what the service needs: nothing of the test runner's environment leaks in.
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? tmpdir(), ...env },
@@ -220,7 +224,7 @@ describe('the server process: the bundle production runs', () => {
         expect(spec.status).toBe(200);
         const rejected = await postJson(port, '/api/v1/rollouts', { product: 42 }, auth);
         const planned = await postJson(port, '/api/v1/rollouts', plan, auth);
-        // The PDF renderer (and PDFKit behind it) loads on the first PDF, from a chunk of its own;
+        // The PDF renderer (and PDFKit behind it) loads on the first PDF, evaluated only then;
         // the HTML report reads its templates from reports/.
         const report = `/api/v1/reports/rollouts/${(JSON.parse(planned.body) as { id: string }).id}`;
         const pdf = await get(port, `${report}?format=pdf`, auth);
@@ -249,12 +253,39 @@ describe('the server process: the bundle production runs', () => {
       expect(bundledProblem).toMatchObject({ errors: [{ field: 'product' }] });
       expect(bundled.planned.status).toBe(201);
       expect(modules.planned.status).toBe(201);
+      // The bundle compiled with the code cache its build wrote: V8 took it, and said nothing.
+      expect(children[0]?.stderr()).not.toContain('UPGRADE_LEDGER_CODE_CACHE');
     } finally {
       for (const child of children) {
         if (child.proc.exitCode === null && child.proc.signalCode === null) child.proc.kill('SIGTERM');
         await child.exited;
       }
       for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('starts without its code cache when V8 refuses it, and says so', async () => {
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'upgrade-ledger-nocache-'));
+    // A V8 flag the build did not run with: V8 refuses the cache made without it.
+    const child = showOnFailure(
+      spawnServer(
+        { PORT: '0', HOST: '127.0.0.1', ADMIN_TOKEN: TOKEN, DATA_DIR: dataDir },
+        serviceEntry(buildDir),
+        ['--max-old-space-size=1000'],
+      ),
+    );
+    try {
+      const port = await listeningPort(child);
+      await eventually('/health/ready to answer 200', async () =>
+        (await get(port, '/health/ready')).status === 200 ? true : undefined,
+      );
+      const spec = await get(port, '/api/openapi.json', { Authorization: `Bearer ${TOKEN}` });
+      expect(spec.status).toBe(200);
+      expect(child.stderr()).toMatch(/UPGRADE_LEDGER_CODE_CACHE.*V8 rejected the code cache/);
+    } finally {
+      if (child.proc.exitCode === null && child.proc.signalCode === null) child.proc.kill('SIGTERM');
+      await child.exited;
+      await rm(dataDir, { recursive: true, force: true });
     }
   });
 });
