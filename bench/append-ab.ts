@@ -52,9 +52,17 @@ function parseBuilds(text: string | undefined): (string | undefined)[] {
   return mains;
 }
 
-/** The first 12 hex digits of the SHA-256 of a build's main.js: which build a figure is of. */
-const buildId = (main: string): string =>
-  createHash('sha256').update(readFileSync(main)).digest('hex').slice(0, 12);
+/**
+ * Which build a figure is of: the first 12 hex digits of the SHA-256 of a build's main.js and,
+ * when there is one beside it, of the service's bundle it loads (main.js is the same loader in
+ * every build since session 13).
+ */
+const buildId = (main: string): string => {
+  const hash = createHash('sha256').update(readFileSync(main));
+  const bundle = path.join(path.dirname(main), 'service.cjs');
+  if (existsSync(bundle)) hash.update(readFileSync(bundle));
+  return hash.digest('hex').slice(0, 12);
+};
 
 const label = (env: Record<string, string>, main?: string): string =>
   (main ? `${path.relative(process.cwd(), main)}, ` : '') +

@@ -38,12 +38,16 @@ const NAME = 'query';
 
 /**
  * Other engineers rebuild dist/ on this machine (nest build empties it first): wait until
- * dist/src/bundle/main.js is back and has not changed for 5 s before starting the service.
+ * dist/src/bundle/main.js and the bundle's code cache are back and have not changed for 5 s
+ * before starting the service.
  */
 async function waitForBuild(): Promise<void> {
   const main = SERVICE_MAIN;
   for (let waited = 0, stable = 0, last = -1; waited < 300_000; waited += 1000) {
-    const m = existsSync(main) ? statSync(main).mtimeMs : -1;
+    // The build writes the bundle's code cache last, after main.js.
+    const cache = path.join(path.dirname(main), 'service.cjs.cache');
+    const m =
+      existsSync(main) && existsSync(cache) ? Math.max(statSync(main).mtimeMs, statSync(cache).mtimeMs) : -1;
     stable = m > 0 && m === last ? stable + 1 : 0;
     last = m;
     if (stable >= 5) return;

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -6,9 +7,9 @@ import { Script } from 'node:vm';
 import { BUNDLE_FILE, CACHE_FILE, WRITE_CODE_CACHE } from './service-bundle.js';
 
 /**
- * What `npm start` runs: the build copies this module to `<build>/src/bundle/main.js`, beside the
- * service's bundle (`service.cjs`, the bundle of start.ts) and the code cache the build made for it
- * (`service.cjs.cache`). It compiles the bundle with that cache and starts the service.
+ * What `npm start` runs: the build bundles this module into `<build>/src/bundle/main.js`, beside
+ * the service's bundle (`service.cjs`, the bundle of start.ts) and the code cache the build made
+ * for it (`service.cjs.cache`). It compiles the bundle with that cache and starts the service.
  *
  * Why: on a slow two-core machine, V8 compiling the service's JavaScript was about a third of a
  * second of the main thread's start, all of it before the server could listen: the bundle's parse,
@@ -17,11 +18,16 @@ import { BUNDLE_FILE, CACHE_FILE, WRITE_CODE_CACHE } from './service-bundle.js';
  * (session 13)"). Node 20 offers no cache for ES modules (`module.enableCompileCache` came in 22),
  * hence a CommonJS bundle compiled here by `vm.Script`, which takes one.
  *
- * The cache is only a shortcut: V8 checks that it was made by the same V8, with the same flags,
- * for the same source, and compiles the source as usual when it was not (a warning says so, since
- * the start is then slower), or when there is none (a warning too). The build writes it with its own NODE_OPTIONS,
- * so a service run with flags in NODE_OPTIONS (`--max-old-space-size`, say) is built with them.
+ * The cache is only a shortcut, used when it is this bundle's: it starts with the SHA-256 of the
+ * bundle it was made for (V8 itself compares only the source's length), and V8 refuses it when
+ * another V8 or other V8 flags made it. Otherwise, or when there is none, the loader compiles the
+ * source as usual, and warns, since the start is then slower. The build writes it with the build's
+ * NODE_OPTIONS, so flags given there (`--max-old-space-size`, say) must be the same at both.
+ *
+ * With `--enable-source-maps`, the bundle is loaded by Node's own CommonJS loader instead, without
+ * the cache: Node maps stack traces only for what its loaders compiled.
  */
+
 /** What the bundle of start.ts exports. */
 interface Service {
   start(): Promise<void>;
@@ -29,27 +35,46 @@ interface Service {
   setModuleImporter(importer: (url: string) => Promise<unknown>): void;
 }
 
-/** Compiles and runs the bundle as Node runs a CommonJS module, with the cache when there is one. */
-function load(bundle: string, cachedData: Buffer | undefined): { script: Script; service: Service } {
-  const script = new Script(
-    `(function (exports, require, module, __filename, __dirname) {${readFileSync(bundle, 'utf8')}\n})`,
-    {
-      filename: bundle,
-      cachedData,
-    },
-  );
-  if (!cachedData && process.argv[2] !== WRITE_CODE_CACHE)
-    process.emitWarning(
-      `${path.basename(bundle)}: no code cache beside it (${CACHE_FILE}), which the build writes; ` +
-        'the start compiles without it and is slower: run `npm run build`',
-      { code: 'UPGRADE_LEDGER_CODE_CACHE' },
+/** The cache file: the bundle's SHA-256, then V8's data. */
+const HASH_BYTES = 32;
+
+const warn = (message: string) =>
+  process.emitWarning(`${BUNDLE_FILE}: ${message}`, { code: 'UPGRADE_LEDGER_CODE_CACHE' });
+
+/** V8's data from the cache file, if the file is there and was made for `source`. */
+function readCache(file: string, sourceHash: Buffer): Buffer | undefined {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(file);
+  } catch {
+    warn(
+      `no code cache beside it (${CACHE_FILE}), which the build writes; the start compiles without it and is slower: run \`npm run build\``,
     );
-  else if (cachedData && script.cachedDataRejected)
-    process.emitWarning(
-      `${path.basename(bundle)}: V8 rejected the code cache the build made for it: the build ran another ` +
-        'Node, or other V8 flags (on the command line or in NODE_OPTIONS, --max-old-space-size among ' +
-        'them). The start compiles without it and is slower; build with the Node and flags you run with.',
-      { code: 'UPGRADE_LEDGER_CODE_CACHE' },
+    return undefined;
+  }
+  if (bytes.length > HASH_BYTES && bytes.subarray(0, HASH_BYTES).equals(sourceHash))
+    return bytes.subarray(HASH_BYTES);
+  warn(
+    `the code cache beside it (${CACHE_FILE}) was made for another ${BUNDLE_FILE}; the start compiles without it and is slower: run \`npm run build\``,
+  );
+  return undefined;
+}
+
+/** Compiles and runs the bundle as Node runs a CommonJS module, with V8's cached data if given. */
+function load(
+  bundle: string,
+  source: string,
+  cachedData: Buffer | undefined,
+): { script: Script; service: Service } {
+  const script = new Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, {
+    filename: bundle,
+    cachedData,
+  });
+  if (cachedData && script.cachedDataRejected)
+    warn(
+      'V8 rejected the code cache the build made for it: the build ran another Node, or other V8 flags ' +
+        '(on the command line or in NODE_OPTIONS, --max-old-space-size among them). The start compiles ' +
+        'without it and is slower; build with the Node and NODE_OPTIONS you run with.',
     );
   const module = { exports: {} as Service };
   script.runInThisContext()(module.exports, createRequire(bundle), module, bundle, path.dirname(bundle));
@@ -59,25 +84,27 @@ function load(bundle: string, cachedData: Buffer | undefined): { script: Script;
   return { script, service: module.exports };
 }
 
-function readCache(file: string): Buffer | undefined {
-  try {
-    return readFileSync(file);
-  } catch {
-    return undefined;
-  }
-}
-
 const here = path.dirname(fileURLToPath(import.meta.url));
 const bundle = path.join(here, BUNDLE_FILE);
 const cacheFile = path.join(here, CACHE_FILE);
 
 if (process.argv[2] === WRITE_CODE_CACHE) {
   // Every module the start loads, loaded and run as at a start: V8's cache then holds their code.
-  const { script, service } = load(bundle, undefined);
+  const source = readFileSync(bundle, 'utf8');
+  const { script, service } = load(bundle, source, undefined);
   await service.loadServiceModules();
   const temporary = `${cacheFile}.${process.pid}.tmp`;
-  writeFileSync(temporary, script.createCachedData());
+  writeFileSync(temporary, Buffer.concat([sha256(source), script.createCachedData()]));
   renameSync(temporary, cacheFile);
+  // Done, whatever a loaded module may have left pending.
+  process.exit(0);
+} else if (process.sourceMapsEnabled) {
+  void (createRequire(import.meta.url)(bundle) as Service).start();
 } else {
-  void load(bundle, readCache(cacheFile)).service.start();
+  const source = readFileSync(bundle, 'utf8');
+  void load(bundle, source, readCache(cacheFile, sha256(source))).service.start();
+}
+
+function sha256(text: string): Buffer {
+  return createHash('sha256').update(text).digest();
 }

@@ -64,7 +64,7 @@ function optionalPeers(leftOut: Set<string>): Plugin {
   };
 }
 
-/** esbuild's helper for `keepNames`, as esbuild 0.28 writes it into the bundle's runtime chunk. */
+/** esbuild's helper for `keepNames`, as esbuild 0.28 writes it into the bundle's runtime code. */
 export const NAME_HELPER =
   'var __name = (target, value) => __defProp(target, "name", { value, configurable: true });';
 /**
@@ -118,7 +118,8 @@ export async function bundleService(
   const loader = path.join(buildRoot, 'src/service-loader.js');
   for (const file of [entry, loader])
     if (!existsSync(file)) throw new Error(`${file} is missing: run \`nest build\` first`);
-  // Beside main.js, never deeper: paths derived from import.meta.url count the levels.
+  // Two levels below the build's root, as the modules it replaces: paths derived from
+  // import.meta.url count the levels.
   const outdir = path.join(buildRoot, 'src/bundle');
   const outfile = path.join(outdir, 'main.js');
   const bundleFile = path.join(outdir, BUNDLE_FILE);
@@ -143,7 +144,9 @@ export async function bundleService(
     // A CommonJS file has no import.meta: the modules that find files from their own URL (the
     // migrations, the report templates) get the bundle's, as they did when it was an ES module.
     define: { 'import.meta.url': '__bundleUrl' },
-    banner: { js: "var __bundleUrl = require('node:url').pathToFileURL(__filename).href;" },
+    // Strict, as ES modules are: the directive must come first, before the banner's statement
+    // (esbuild's own "use strict" follows the banner, where it does nothing).
+    banner: { js: '"use strict";\nvar __bundleUrl = require("node:url").pathToFileURL(__filename).href;' },
     logLevel: 'warning',
   });
   const rewritten = rewriteNameHelper([{ name: BUNDLE_FILE, text: readFileSync(bundleFile, 'utf8') }]);
@@ -174,7 +177,10 @@ export async function bundleService(
  */
 async function writeCodeCache(loader: string): Promise<void> {
   try {
-    await promisify(execFile)(process.execPath, [loader, WRITE_CODE_CACHE], { maxBuffer: 1 << 20 });
+    await promisify(execFile)(process.execPath, [loader, WRITE_CODE_CACHE], {
+      maxBuffer: 1 << 20,
+      timeout: 120_000,
+    });
   } catch (err) {
     const { stderr } = err as { stderr?: string };
     throw new Error(`bundle: writing the code cache failed:\n${stderr || String(err)}`);

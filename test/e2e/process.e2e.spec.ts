@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -255,6 +255,9 @@ describe('the server process: the bundle production runs', () => {
       expect(modules.planned.status).toBe(201);
       // The bundle compiled with the code cache its build wrote: V8 took it, and said nothing.
       expect(children[0]?.stderr()).not.toContain('UPGRADE_LEDGER_CODE_CACHE');
+      // Strict, as the modules are (ES modules always are): the directive is the file's first line.
+      const bundleText = await readFile(path.join(buildDir, 'src/bundle/service.cjs'), 'utf8');
+      expect(bundleText.slice(0, bundleText.indexOf('\n'))).toBe('"use strict";');
     } finally {
       for (const child of children) {
         if (child.proc.exitCode === null && child.proc.signalCode === null) child.proc.kill('SIGTERM');

@@ -28,8 +28,12 @@ export async function buildServer(label: string, { bundle = true } = {}): Promis
     ],
     { cwd: ROOT },
   );
-  if (bundle)
-    await promisify(execFile)(process.execPath, [path.join(dir, 'src/build/bundle.js')], { cwd: ROOT });
+  if (bundle) {
+    // Without the runner's NODE_OPTIONS: the bundle's code cache is made with the build's V8 flags,
+    // and the tests start the service without them.
+    const { NODE_OPTIONS: _, ...env } = process.env;
+    await promisify(execFile)(process.execPath, [path.join(dir, 'src/build/bundle.js')], { cwd: ROOT, env });
+  }
   return dir;
 }
 

@@ -4,7 +4,7 @@ import { NAME_HELPER, NAME_HELPER_CHECKED, rewriteNameHelper } from '../../src/b
 
 type NameHelper = <T>(target: T, value: string) => T;
 
-/** A helper's source evaluated as the bundle's runtime chunk does, `__defProp` beside it. */
+/** A helper's source evaluated as the bundle's runtime code does, `__defProp` beside it. */
 const helperOf = (source: string): NameHelper =>
   new Function('__defProp', `${source}\nreturn __name;`)(Object.defineProperty) as NameHelper;
 
