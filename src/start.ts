@@ -26,14 +26,6 @@ const loadConfigModules = () =>
 /** The application itself, imported once the configuration is known to be valid. */
 const loadAppModules = () => Promise.all([import('./app.js'), import('./ledger/sequencer.service.js')]);
 
-/**
- * Loads every module the start loads, and starts nothing: what the build runs to make the bundle's
- * code cache (src/service-loader.ts).
- */
-export async function loadServiceModules(): Promise<void> {
-  await Promise.all([loadConfigModules(), loadAppModules()]);
-}
-
 async function main(): Promise<void> {
   // The embedded database opens while the application's modules load (see preopen.ts): every
   // other module is imported only after it has started.

@@ -1,10 +1,11 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { PGlite } from '@electric-sql/pglite';
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { type DatabaseHandle, wrapPGlite } from '../../src/database/database.js';
@@ -288,6 +289,30 @@ describe('the server process: the bundle production runs', () => {
     } finally {
       if (child.proc.exitCode === null && child.proc.signalCode === null) child.proc.kill('SIGTERM');
       await child.exited;
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+  it("builds its code cache on a throwaway database, whatever the builder's configuration names", async () => {
+    // The build starts the service once to write the cache: it must not touch the database, the
+    // data directory or the port that the environment it builds in names.
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'upgrade-ledger-builder-'));
+    const { NODE_OPTIONS: _, ...env } = process.env;
+    try {
+      await promisify(execFile)(process.execPath, [path.join(buildDir, 'src/build/bundle.js')], {
+        cwd: ROOT,
+        env: {
+          ...env,
+          DATABASE_URL: 'postgres://build-must-not-connect@127.0.0.1:1/none',
+          DATA_DIR: dataDir,
+          PORT: 'not-a-port',
+          SNAPSHOT_TARGETS: 'not a target list',
+        },
+      });
+      expect(await readdir(dataDir)).toEqual([]);
+      expect((await stat(path.join(buildDir, 'src/bundle/service.cjs.cache'))).size).toBeGreaterThan(
+        1_000_000,
+      );
+    } finally {
       await rm(dataDir, { recursive: true, force: true });
     }
   });
