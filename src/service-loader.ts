@@ -15,8 +15,8 @@ import { BUNDLE_FILE, CACHE_FILE, WRITE_CODE_CACHE } from './service-bundle.js';
  * Why: on a slow two-core machine, V8 compiling the service's JavaScript was about a third of a
  * second of the main thread's start, all of it before the server could listen: the bundle's parse,
  * then each module's function compiled as it first ran. With the cache, V8 deserialises the code
- * it compiled when the build loaded the same modules (docs/benchmarks.md, "The code cache
- * (session 13)"). Node 20 offers no cache for ES modules (`module.enableCompileCache` came in 22),
+ * it compiled when the build started the service once (docs/benchmarks.md, "The code cache
+ * (session 13)" and "The code cache after a start (session 14)"). Node 20 offers no cache for ES modules (`module.enableCompileCache` came in 22),
  * hence a CommonJS bundle compiled here by `vm.Script`, which takes one.
  *
  * The cache is only a shortcut, used when it is this bundle's: it starts with the SHA-256 of the
@@ -89,9 +89,10 @@ const bundle = path.join(here, BUNDLE_FILE);
 const cacheFile = path.join(here, CACHE_FILE);
 
 if (process.argv[2] === WRITE_CODE_CACHE) {
-  // A whole start, run as `npm start` runs one, on the throwaway database the build set in the
-  // environment: V8's cache then holds the code of every function a start runs, Nest's providers,
-  // routes and Fastify's set-up among them, not only the modules' top levels.
+  // A whole start, as `npm start` makes one but on the throwaway database the build set in the
+  // environment: V8's cache then holds the code of every function of the bundle that a start runs
+  // (Nest's providers and routes, Fastify's set-up among them), not only the modules' top levels.
+  // The packages left in node_modules (PGlite, pino) are not in the bundle and not cached.
   //
   // Without bytecode flushing while it runs: over a start's garbage collections, V8 drops the
   // bytecode of functions that ran once and not since (each module's top level among them), and a

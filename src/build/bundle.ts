@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { builtinModules } from 'node:module';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -169,32 +169,53 @@ export async function bundleService(
   return { outfile, files: files.length, bytes, leftOut: [...leftOut].sort() };
 }
 
+/** Where the build's own start keeps its database, inside the bundle's directory: see writeCodeCache. */
+const BUILD_DATA_DIR = '.code-cache-db';
+
 /**
  * Runs the loader as `npm start` would, with the same Node, but asked to start the service once and
  * write V8's code cache for the bundle instead of serving. The start is a whole one (the database
  * migrated, Nest's providers made, the routes registered, the port bound), so the cache holds the
- * code of what a start runs and not only the modules' top levels: measured at -216 ms of cold start
- * beside a cache of the loaded modules alone (docs/benchmarks.md, "The code cache after a start
- * (session 14)").
+ * code the bundle runs in a start and not only its modules' top levels (docs/benchmarks.md, "The
+ * code cache after a start (session 14)": 20-38 ms off a start on a fast machine).
  *
- * It starts on a new embedded database in a temporary directory, deleted after, on a port the OS
- * picks, and with none of this process's configuration: a DATABASE_URL, targets to snapshot or a
- * key file set where the build runs are never touched. It keeps NODE_OPTIONS, which is how V8
- * flags that a deployment sets there reach the cache (V8 rejects a cache made with other flags).
+ * It starts on a new embedded database in the bundle's directory, deleted after (and by the next
+ * build, which empties that directory first, should this one be killed), on a port the OS picks,
+ * and with none of this process's configuration: a DATABASE_URL, targets to snapshot or a key file
+ * set where the build runs are never touched. A random ADMIN_TOKEN spares it making and printing a
+ * first admin key, which a failed build would show. It keeps NODE_OPTIONS, which is how V8 flags
+ * that a deployment sets there reach the cache (V8 rejects a cache made with other flags).
  */
 async function writeCodeCache(loader: string): Promise<void> {
-  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'upgrade-ledger-build-'));
-  const env: NodeJS.ProcessEnv = { DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'warn' };
+  const dataDir = path.join(path.dirname(loader), BUILD_DATA_DIR);
+  const env: NodeJS.ProcessEnv = {
+    DATA_DIR: dataDir,
+    PORT: '0',
+    HOST: '127.0.0.1',
+    LOG_LEVEL: 'warn',
+    ADMIN_TOKEN: randomBytes(24).toString('base64url'),
+  };
   if (process.env.NODE_OPTIONS) env.NODE_OPTIONS = process.env.NODE_OPTIONS;
   try {
     await promisify(execFile)(process.execPath, [loader, WRITE_CODE_CACHE], {
       env,
       maxBuffer: 1 << 20,
-      timeout: 180_000,
+      timeout: 120_000,
+      // The start is throwaway: a hung one must not outlive the build.
+      killSignal: 'SIGKILL',
     });
   } catch (err) {
-    const { stderr, stdout } = err as { stderr?: string; stdout?: string };
-    throw new Error(`bundle: writing the code cache failed:\n${stderr || stdout || String(err)}`);
+    const { stderr, stdout, killed, signal, code } = err as {
+      stderr?: string;
+      stdout?: string;
+      killed?: boolean;
+      signal?: string | null;
+      code?: number | string | null;
+    };
+    const how = killed ? 'timed out after 120 s' : signal ? `was killed by ${signal}` : `exited with ${code}`;
+    throw new Error(
+      `bundle: writing the code cache failed: the service's start ${how}\n${[stderr, stdout].filter(Boolean).join('\n')}`,
+    );
   } finally {
     rmSync(dataDir, { recursive: true, force: true });
   }

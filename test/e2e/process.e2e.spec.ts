@@ -1,6 +1,6 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { cp, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -292,13 +292,19 @@ describe('the server process: the bundle production runs', () => {
       await rm(dataDir, { recursive: true, force: true });
     }
   });
-  it("builds its code cache on a throwaway database, whatever the builder's configuration names", async () => {
+  it("builds its code cache on a throwaway database, whatever the builder's configuration names, with its NODE_OPTIONS", async () => {
     // The build starts the service once to write the cache: it must not touch the database, the
-    // data directory or the port that the environment it builds in names.
+    // data directory or the port that the environment it builds in names, nor leave its own
+    // database behind; and V8 flags in NODE_OPTIONS must reach the cache, so that a start with the
+    // same flags takes it. In a copy of the build: the other tests start the shared one.
+    const copy = `${buildDir}-flags`;
     const dataDir = await mkdtemp(path.join(tmpdir(), 'upgrade-ledger-builder-'));
+    const flags = '--max-old-space-size=1000';
     const { NODE_OPTIONS: _, ...env } = process.env;
+    let child: Child | undefined;
     try {
-      await promisify(execFile)(process.execPath, [path.join(buildDir, 'src/build/bundle.js')], {
+      await cp(buildDir, copy, { recursive: true });
+      await promisify(execFile)(process.execPath, [path.join(copy, 'src/build/bundle.js')], {
         cwd: ROOT,
         env: {
           ...env,
@@ -306,16 +312,36 @@ describe('the server process: the bundle production runs', () => {
           DATA_DIR: dataDir,
           PORT: 'not-a-port',
           SNAPSHOT_TARGETS: 'not a target list',
+          NODE_OPTIONS: flags,
         },
       });
       expect(await readdir(dataDir)).toEqual([]);
-      expect((await stat(path.join(buildDir, 'src/bundle/service.cjs.cache'))).size).toBeGreaterThan(
-        1_000_000,
+      // The bundle, its loader, their maps and the cache: the build's database is gone.
+      expect((await readdir(path.join(copy, 'src/bundle'))).sort()).toEqual([
+        'main.js',
+        'main.js.map',
+        'service.cjs',
+        'service.cjs.cache',
+        'service.cjs.map',
+      ]);
+      child = showOnFailure(
+        spawnServer(
+          { PORT: '0', HOST: '127.0.0.1', ADMIN_TOKEN: TOKEN, DATA_DIR: dataDir, NODE_OPTIONS: flags },
+          serviceEntry(copy),
+        ),
       );
+      const port = await listeningPort(child);
+      await eventually('/health/ready to answer 200', async () =>
+        (await get(port, '/health/ready')).status === 200 ? true : undefined,
+      );
+      expect(child.stderr()).not.toContain('UPGRADE_LEDGER_CODE_CACHE');
     } finally {
+      if (child && child.proc.exitCode === null && child.proc.signalCode === null) child.proc.kill('SIGTERM');
+      await child?.exited;
+      await rm(copy, { recursive: true, force: true });
       await rm(dataDir, { recursive: true, force: true });
     }
-  });
+  }, 240_000);
 });
 
 describe('the server process: running and shutting down', () => {
