@@ -16,8 +16,9 @@ import { BUNDLE_FILE, CACHE_FILE, WRITE_CODE_CACHE } from './service-bundle.js';
  * second of the main thread's start, all of it before the server could listen: the bundle's parse,
  * then each module's function compiled as it first ran. With the cache, V8 deserialises the code
  * it compiled when the build started the service once (docs/benchmarks.md, "The code cache
- * (session 13)" and "The code cache after a start (session 14)"). Node 20 offers no cache for ES modules (`module.enableCompileCache` came in 22),
- * hence a CommonJS bundle compiled here by `vm.Script`, which takes one.
+ * (session 13)" and "The code cache after a start (session 14)"). Node 20 offers no cache for ES
+ * modules (`module.enableCompileCache` came in 22), hence a CommonJS bundle compiled here by
+ * `vm.Script`, which takes one.
  *
  * The cache is only a shortcut, used when it is this bundle's: it starts with the SHA-256 of the
  * bundle it was made for (V8 itself compares only the source's length), and V8 refuses it when

@@ -172,6 +172,9 @@ export async function bundleService(
 /** Where the build's own start keeps its database, inside the bundle's directory: see writeCodeCache. */
 const BUILD_DATA_DIR = '.code-cache-db';
 
+/** How long the build's own start may take before it is killed and the build fails. */
+const BUILD_START_TIMEOUT_MS = 120_000;
+
 /**
  * Runs the loader as `npm start` would, with the same Node, but asked to start the service once and
  * write V8's code cache for the bundle instead of serving. The start is a whole one (the database
@@ -200,7 +203,7 @@ async function writeCodeCache(loader: string): Promise<void> {
     await promisify(execFile)(process.execPath, [loader, WRITE_CODE_CACHE], {
       env,
       maxBuffer: 1 << 20,
-      timeout: 120_000,
+      timeout: BUILD_START_TIMEOUT_MS,
       // The start is throwaway: a hung one must not outlive the build.
       killSignal: 'SIGKILL',
     });
@@ -212,7 +215,11 @@ async function writeCodeCache(loader: string): Promise<void> {
       signal?: string | null;
       code?: number | string | null;
     };
-    const how = killed ? 'timed out after 120 s' : signal ? `was killed by ${signal}` : `exited with ${code}`;
+    const how = killed
+      ? `timed out after ${BUILD_START_TIMEOUT_MS / 1000} s`
+      : signal
+        ? `was killed by ${signal}`
+        : `exited with ${code}`;
     throw new Error(
       `bundle: writing the code cache failed: the service's start ${how}\n${[stderr, stdout].filter(Boolean).join('\n')}`,
     );

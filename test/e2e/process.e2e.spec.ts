@@ -292,6 +292,7 @@ describe('the server process: the bundle production runs', () => {
       await rm(dataDir, { recursive: true, force: true });
     }
   });
+
   it("builds its code cache on a throwaway database, whatever the builder's configuration names, with its NODE_OPTIONS", async () => {
     // The build starts the service once to write the cache: it must not touch the database, the
     // data directory or the port that the environment it builds in names, nor leave its own
