@@ -2,6 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { configSchema } from '../src/config/config.js';
+import { BUNDLE_FILE } from '../src/service-bundle.js';
 import { loadScenarios } from '../test/support/scenarios.js';
 import { appendFunctionScript, rolloutPost } from './append-single.js';
 import { intArg } from './lib/args.js';
@@ -59,7 +60,7 @@ function parseBuilds(text: string | undefined): (string | undefined)[] {
  */
 const buildId = (main: string): string => {
   const hash = createHash('sha256').update(readFileSync(main));
-  const bundle = path.join(path.dirname(main), 'service.cjs');
+  const bundle = path.join(path.dirname(main), BUNDLE_FILE);
   if (existsSync(bundle)) hash.update(readFileSync(bundle));
   return hash.digest('hex').slice(0, 12);
 };

@@ -17,6 +17,7 @@ import {
   summaryTable,
 } from '../src/rollouts/rollouts.repository.js';
 import { RolloutsService } from '../src/rollouts/rollouts.service.js';
+import { CACHE_FILE } from '../src/service-bundle.js';
 import type { AppendLoadResult } from './lib/append-load.js';
 import { intArg } from './lib/args.js';
 import type { PathsResult, PathsSpec } from './lib/autocannon-paths.js';
@@ -45,7 +46,7 @@ async function waitForBuild(): Promise<void> {
   const main = SERVICE_MAIN;
   for (let waited = 0, stable = 0, last = -1; waited < 300_000; waited += 1000) {
     // The build writes the bundle's code cache last, after main.js.
-    const cache = path.join(path.dirname(main), 'service.cjs.cache');
+    const cache = path.join(path.dirname(main), CACHE_FILE);
     const m =
       existsSync(main) && existsSync(cache) ? Math.max(statSync(main).mtimeMs, statSync(cache).mtimeMs) : -1;
     stable = m > 0 && m === last ? stable + 1 : 0;

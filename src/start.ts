@@ -19,19 +19,16 @@ function existingDataDir(): string | undefined {
 // The bundle's loader sets how the migrations are imported (see module-import.ts).
 export { setModuleImporter };
 
-/** What the start needs before the configuration is read: imported only once PGlite is opening. */
-const loadConfigModules = () =>
-  Promise.all([import('reflect-metadata'), import('./common/logger.js'), import('./config/config.js')]);
-
-/** The application itself, imported once the configuration is known to be valid. */
-const loadAppModules = () => Promise.all([import('./app.js'), import('./ledger/sequencer.service.js')]);
-
 async function main(): Promise<void> {
   // The embedded database opens while the application's modules load (see preopen.ts): every
   // other module is imported only after it has started.
   const early = existingDataDir();
   if (early) preopenPGlite(early);
-  const [, { createPinoLogger }, { ConfigError, loadConfig }] = await loadConfigModules();
+  const [, { createPinoLogger }, { ConfigError, loadConfig }] = await Promise.all([
+    import('reflect-metadata'),
+    import('./common/logger.js'),
+    import('./config/config.js'),
+  ]);
   let config: ReturnType<typeof loadConfig>;
   try {
     config = loadConfig();
@@ -46,7 +43,11 @@ async function main(): Promise<void> {
   }
   const logger = createPinoLogger(config.logLevel);
   if (config.database.kind === 'pglite') preopenPGlite(config.database.dataDir);
-  const [{ createApp }, { RestoredDatabaseError }] = await loadAppModules();
+  // The application itself, imported once the configuration is known to be valid.
+  const [{ createApp }, { RestoredDatabaseError }] = await Promise.all([
+    import('./app.js'),
+    import('./ledger/sequencer.service.js'),
+  ]);
   try {
     const app = await createApp({ config, logger });
     // SIGTERM/SIGINT: stop taking requests, let in-flight ones finish, then close the database.

@@ -79,7 +79,7 @@ export const NAME_HELPER_CHECKED = NAME_HELPER.replace(
 );
 
 /**
- * Rewrites esbuild's `__name` helper in the bundle's files, so that it defines a function's name
+ * Rewrites esbuild's `__name` helper in the bundle, so that it defines a function's name
  * only when the function does not already hold it.
  *
  * Why: with `keepNames`, every named function esbuild emits is passed to `__name` where it is
@@ -95,21 +95,17 @@ export const NAME_HELPER_CHECKED = NAME_HELPER.replace(
  * Fails unless the helper is found exactly once, so that an esbuild upgrade that changes it, or a
  * second copy, is looked at rather than silently left as it was.
  */
-export function rewriteNameHelper(files: readonly { name: string; text: string }[]): {
-  name: string;
-  text: string;
-} {
-  const found = files.flatMap((f) => Array(f.text.split(NAME_HELPER).length - 1).fill(f.name) as string[]);
-  const holder = files.find((f) => f.name === found[0]);
-  if (found.length !== 1 || !holder)
+export function rewriteNameHelper(text: string): string {
+  const found = text.split(NAME_HELPER).length - 1;
+  if (found !== 1)
     throw new Error(
-      found.length === 0
+      found === 0
         ? "bundle: esbuild's __name helper was not found: esbuild changed it; update NAME_HELPER " +
             'in src/build/bundle.ts after checking the new one'
-        : `bundle: esbuild's __name helper was found ${found.length} times (${found.join(', ')}), ` +
-            'not once: rewriting one would leave the others',
+        : `bundle: esbuild's __name helper was found ${found} times, not once: rewriting one would ` +
+            'leave the others',
     );
-  return { name: holder.name, text: holder.text.replace(NAME_HELPER, NAME_HELPER_CHECKED) };
+  return text.replace(NAME_HELPER, NAME_HELPER_CHECKED);
 }
 
 export async function bundleService(
@@ -150,8 +146,7 @@ export async function bundleService(
     banner: { js: '"use strict";\nvar __bundleUrl = require("node:url").pathToFileURL(__filename).href;' },
     logLevel: 'warning',
   });
-  const rewritten = rewriteNameHelper([{ name: BUNDLE_FILE, text: readFileSync(bundleFile, 'utf8') }]);
-  writeFileSync(bundleFile, rewritten.text);
+  writeFileSync(bundleFile, rewriteNameHelper(readFileSync(bundleFile, 'utf8')));
   // The loader, on its own: it imports only Node's modules.
   await build({
     entryPoints: [loader],
@@ -176,7 +171,7 @@ const BUILD_DATA_DIR = '.code-cache-db';
 const BUILD_START_TIMEOUT_MS = 120_000;
 
 /**
- * Runs the loader as `npm start` would, with the same Node, but asked to start the service once and
+ * Runs the bundled loader (`main`) as `npm start` would, with the same Node, but asked to start the service once and
  * write V8's code cache for the bundle instead of serving. The start is a whole one (the database
  * migrated, Nest's providers made, the routes registered, the port bound), so the cache holds the
  * code the bundle runs in a start and not only its modules' top levels (docs/benchmarks.md, "The
@@ -189,8 +184,8 @@ const BUILD_START_TIMEOUT_MS = 120_000;
  * first admin key, which a failed build would show. It keeps NODE_OPTIONS, which is how V8 flags
  * that a deployment sets there reach the cache (V8 rejects a cache made with other flags).
  */
-async function writeCodeCache(loader: string): Promise<void> {
-  const dataDir = path.join(path.dirname(loader), BUILD_DATA_DIR);
+async function writeCodeCache(main: string): Promise<void> {
+  const dataDir = path.join(path.dirname(main), BUILD_DATA_DIR);
   const env: NodeJS.ProcessEnv = {
     DATA_DIR: dataDir,
     PORT: '0',
@@ -200,7 +195,7 @@ async function writeCodeCache(loader: string): Promise<void> {
   };
   if (process.env.NODE_OPTIONS) env.NODE_OPTIONS = process.env.NODE_OPTIONS;
   try {
-    await promisify(execFile)(process.execPath, [loader, WRITE_CODE_CACHE], {
+    await promisify(execFile)(process.execPath, [main, WRITE_CODE_CACHE], {
       env,
       maxBuffer: 1 << 20,
       timeout: BUILD_START_TIMEOUT_MS,
@@ -226,7 +221,7 @@ async function writeCodeCache(loader: string): Promise<void> {
   } finally {
     rmSync(dataDir, { recursive: true, force: true });
   }
-  if (!existsSync(path.join(path.dirname(loader), CACHE_FILE)))
+  if (!existsSync(path.join(path.dirname(main), CACHE_FILE)))
     throw new Error('bundle: the loader exited without writing the code cache');
 }
 
