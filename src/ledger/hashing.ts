@@ -52,25 +52,53 @@ function sortedForJson(value: unknown, depth: number): unknown {
   const obj = value as Record<string, unknown>;
   const keys = Object.keys(obj);
   let inOrder = true;
-  let changed = false;
-  const values = new Array<unknown>(keys.length);
+  // The members' sorted forms, kept only once one differs from its member or a key is out of
+  // order: an object already canonical (all of a parsed plan) costs its walk and no copy.
+  let values: unknown[] | undefined;
   for (let i = 0; i < keys.length; i++) {
     const k = keys[i] as string;
     // "__proto__" would set the copy's prototype instead of adding a key.
     if (INDEX_LIKE.test(k) || k === '__proto__' || !k.isWellFormed()) return SLOW;
-    if (i > 0 && (keys[i - 1] as string) > k) inOrder = false;
     const v = obj[k];
     const s = sortedForJson(v, depth + 1);
     if (s === SLOW) return SLOW;
-    if (s !== v) changed = true;
-    values[i] = s;
+    if (i > 0 && (keys[i - 1] as string) > k) inOrder = false;
+    if (values === undefined && (s !== v || !inOrder)) values = membersBefore(obj, keys, i);
+    if (values !== undefined) values[i] = s;
   }
-  if (inOrder && !changed) return value;
-  const order = keys.map((_, i) => i);
-  if (!inOrder) order.sort((a, b) => ((keys[a] as string) < (keys[b] as string) ? -1 : 1));
+  if (values === undefined) return value;
+  const order = inOrder ? undefined : sortedIndices(keys);
   const copy: Record<string, unknown> = {};
-  for (const i of order) copy[keys[i] as string] = values[i];
+  for (let n = 0; n < keys.length; n++) {
+    const i = order === undefined ? n : (order[n] as number);
+    copy[keys[i] as string] = values[i];
+  }
   return copy;
+}
+
+/** The values of `obj`'s first `count` keys (each its own sorted form), in a list as long as `keys`. */
+function membersBefore(obj: Record<string, unknown>, keys: string[], count: number): unknown[] {
+  const values = new Array<unknown>(keys.length);
+  for (let i = 0; i < count; i++) values[i] = obj[keys[i] as string];
+  return values;
+}
+
+/**
+ * The indices of `keys` in the keys' order (UTF-16 code units, as RFC 8785 sorts). An insertion
+ * sort: objects have few keys, and `Array#sort` allocated more than the rest of the walk.
+ */
+function sortedIndices(keys: string[]): number[] {
+  const order = new Array<number>(keys.length);
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i] as string;
+    let j = i;
+    while (j > 0 && (keys[order[j - 1] as number] as string) > key) {
+      order[j] = order[j - 1] as number;
+      j--;
+    }
+    order[j] = i;
+  }
+  return order;
 }
 
 /**

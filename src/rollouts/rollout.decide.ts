@@ -60,7 +60,8 @@ const withoutUndefined = <T extends object>(o: T): T =>
 export function decide(command: RolloutCommand, state: RolloutState): RolloutEvent[] {
   if (command.type === 'PlanRollout') {
     if (state.exists) refuse(state, `rollout ${command.rolloutId} already exists`);
-    return [{ type: 'RolloutPlanned', data: { rolloutId: command.rolloutId, plan: command.plan } }];
+    // Keys in canonical order, as the plan's are (rollout.plan.ts): the store hashes it as it is.
+    return [{ type: 'RolloutPlanned', data: { plan: command.plan, rolloutId: command.rolloutId } }];
   }
   if (!state.exists) throw new NotFound('rollout', state.id);
   if (isClosed(state)) refuse(state, `the rollout is ${state.status}: nothing more can be recorded on it`);

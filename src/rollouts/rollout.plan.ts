@@ -25,51 +25,74 @@ const isoDateTime = z.iso.datetime({ offset: true });
 
 export const surface = z.enum(SURFACES);
 
-export const productChange = z.strictObject({
-  product: identifier,
-  fromVersion: version.optional(),
-  toVersion: version,
-});
+/**
+ * An object schema's shape with its keys in RFC 8785 order. zod builds a parsed object in its
+ * shape's order, so a plan parsed through these schemas is already canonical and hashing it walks
+ * it without copying it (`canonicalJson` copies only objects whose keys are out of order). Only
+ * order changes: what is accepted and what is refused stay the same, and a body with several
+ * faults lists them in this order.
+ */
+function canonicalShape<T extends z.ZodRawShape>(shape: T): T {
+  return Object.fromEntries(Object.entries(shape).sort(([a], [b]) => (a < b ? -1 : 1))) as T;
+}
 
-export const compatibilityEvidence = z.strictObject({
-  product: identifier,
-  reference: text(),
-  result: z.enum(['compatible', 'incompatible', 'conditional', 'unknown']),
-  checkedAt: isoDateTime.optional(),
-});
+export const productChange = z.strictObject(
+  canonicalShape({
+    product: identifier,
+    fromVersion: version.optional(),
+    toVersion: version,
+  }),
+);
 
-export const releaseNote = z.strictObject({
-  product: identifier,
-  version,
-  reference: text(),
-  reviewedBy: text(200).optional(),
-});
+export const compatibilityEvidence = z.strictObject(
+  canonicalShape({
+    product: identifier,
+    reference: text(),
+    result: z.enum(['compatible', 'incompatible', 'conditional', 'unknown']),
+    checkedAt: isoDateTime.optional(),
+  }),
+);
 
-export const planStep = z.strictObject({
-  id: identifier,
-  order: z.number().int().min(0).max(1_000_000),
-  product: identifier.optional(),
-  layer: text(200).optional(),
-  action: text().optional(),
-  reversible: z.boolean().optional(),
-});
+export const releaseNote = z.strictObject(
+  canonicalShape({
+    product: identifier,
+    version,
+    reference: text(),
+    reviewedBy: text(200).optional(),
+  }),
+);
 
-export const rollbackBoundary = z.strictObject({
-  reversibleState: text().optional(),
-  irreversibleAfterStepId: identifier.optional(),
-});
+export const planStep = z.strictObject(
+  canonicalShape({
+    id: identifier,
+    order: z.number().int().min(0).max(1_000_000),
+    product: identifier.optional(),
+    layer: text(200).optional(),
+    action: text().optional(),
+    reversible: z.boolean().optional(),
+  }),
+);
 
-export const verificationPlan = z.strictObject({
-  pre: z
-    .array(surface)
-    .max(SURFACES.length * 2)
-    .optional(),
-  post: z
-    .array(surface)
-    .max(SURFACES.length * 2)
-    .optional(),
-  representativePaths: z.array(text()).max(MAX_ITEMS).optional(),
-});
+export const rollbackBoundary = z.strictObject(
+  canonicalShape({
+    reversibleState: text().optional(),
+    irreversibleAfterStepId: identifier.optional(),
+  }),
+);
+
+export const verificationPlan = z.strictObject(
+  canonicalShape({
+    pre: z
+      .array(surface)
+      .max(SURFACES.length * 2)
+      .optional(),
+    post: z
+      .array(surface)
+      .max(SURFACES.length * 2)
+      .optional(),
+    representativePaths: z.array(text()).max(MAX_ITEMS).optional(),
+  }),
+);
 
 /**
  * The plan of a rollout. Every part may be missing (that is recorded, and the rulebook reports
@@ -77,18 +100,20 @@ export const verificationPlan = z.strictObject({
  * never silently reads as "missing".
  */
 export const planSchema = z
-  .strictObject({
-    title: text(300).optional(),
-    scope: z.enum(['stack-wide', 'product']).optional(),
-    environment: identifier.optional(),
-    products: z.array(productChange).max(MAX_ITEMS).optional(),
-    compatibility: z.array(compatibilityEvidence).max(MAX_ITEMS).optional(),
-    releaseNotes: z.array(releaseNote).max(MAX_ITEMS).optional(),
-    sequence: z.array(planStep).max(MAX_ITEMS).optional(),
-    sharedTruthChanges: text(2000).optional(),
-    rollbackBoundary: rollbackBoundary.optional(),
-    verification: verificationPlan.optional(),
-  })
+  .strictObject(
+    canonicalShape({
+      title: text(300).optional(),
+      scope: z.enum(['stack-wide', 'product']).optional(),
+      environment: identifier.optional(),
+      products: z.array(productChange).max(MAX_ITEMS).optional(),
+      compatibility: z.array(compatibilityEvidence).max(MAX_ITEMS).optional(),
+      releaseNotes: z.array(releaseNote).max(MAX_ITEMS).optional(),
+      sequence: z.array(planStep).max(MAX_ITEMS).optional(),
+      sharedTruthChanges: text(2000).optional(),
+      rollbackBoundary: rollbackBoundary.optional(),
+      verification: verificationPlan.optional(),
+    }),
+  )
   .superRefine((plan, ctx) => {
     const seen = new Set<string>();
     plan.sequence?.forEach((step, i) => {
