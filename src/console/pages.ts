@@ -177,7 +177,7 @@ ${scannedOut ? html`<p class="notice">Many rollouts were read to find these; mor
 }
 
 function planPart(value: Json): SafeHtml {
-  if (value === null) return html`—`;
+  if (value === null) return html`\u2014`;
   if (typeof value === 'object') return html`<pre class="code">${JSON.stringify(value, null, 2)}</pre>`;
   return html`${String(value)}`;
 }

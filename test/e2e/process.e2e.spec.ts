@@ -325,6 +325,10 @@ describe('the server process: the bundle production runs', () => {
         'service.cjs.cache',
         'service.cjs.map',
       ]);
+      // ASCII throughout, so that the start reads it into a one-byte string (asciiComments).
+      const bundleText = await readFile(path.join(copy, 'src/bundle/service.cjs'), 'latin1');
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: the range is the point
+      expect(bundleText.match(/[^\u0000-\u007f]/)?.index).toBeUndefined();
       child = showOnFailure(
         spawnServer(
           { PORT: '0', HOST: '127.0.0.1', ADMIN_TOKEN: TOKEN, DATA_DIR: dataDir, NODE_OPTIONS: flags },

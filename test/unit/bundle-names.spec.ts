@@ -1,6 +1,11 @@
 import { build } from 'esbuild';
 import { describe, expect, it } from 'vitest';
-import { NAME_HELPER, NAME_HELPER_CHECKED, rewriteNameHelper } from '../../src/build/bundle.js';
+import {
+  asciiComments,
+  NAME_HELPER,
+  NAME_HELPER_CHECKED,
+  rewriteNameHelper,
+} from '../../src/build/bundle.js';
 
 type NameHelper = <T>(target: T, value: string) => T;
 
@@ -97,5 +102,32 @@ describe("esbuild's __name helper, rewritten to set a name only when it differs"
   it('refuses a bundle where the helper is missing or there twice, naming the file to update', () => {
     expect(() => rewriteNameHelper('var __name = (t, v) => t;')).toThrow(/not found.*src\/build\/bundle\.ts/);
     expect(() => rewriteNameHelper(`${NAME_HELPER}\n${NAME_HELPER}`)).toThrow(/found 2 times/);
+  });
+});
+
+describe('asciiComments', () => {
+  it('makes comments ASCII, unit for unit, and leaves the code alone', async () => {
+    const text = [
+      '/** Label\u2013value pairs \u2026 */',
+      'const s = "caf\\u00e9"; // Jimmy W\u00e4rting \ud83d\ude00',
+      '/*! (c) J\u00f6rg */',
+    ].join('\n');
+    const ascii = await asciiComments(text);
+    expect(ascii).toBe(
+      ['/** Label?value pairs ? */', 'const s = "caf\\u00e9"; // Jimmy Warting ??', '/*! (c) Jorg */'].join(
+        '\n',
+      ),
+    );
+    // Every line keeps its length in UTF-16 units, so the source map's columns still hold.
+    expect(ascii.split('\n').map((l) => l.length)).toEqual(text.split('\n').map((l) => l.length));
+    const plain = 'const a = 1; // plain';
+    expect(await asciiComments(plain)).toBe(plain);
+  });
+
+  it('refuses text outside ASCII that is code, as a tagged template keeps it', async () => {
+    await expect(asciiComments('const x = html`a \u00b7 b`;')).rejects.toThrow(
+      /not in a comment.*tagged template/s,
+    );
+    await expect(asciiComments('const \u00e9t\u00e9 = 1;')).rejects.toThrow(/not in a comment/);
   });
 });

@@ -37,7 +37,7 @@ export function table(
   return html`<table>
 <thead><tr>${headers.map((h, i) => html`<th scope="col"${cls(i) ? html` class="num"` : ''}>${h}</th>`)}</tr></thead>
 <tbody>${shown.map((r, n) => html`<tr${id(n)}>${r.map((c, i) => html`<td${cls(i) ? html` class="num"` : ''}>${c}</td>`)}</tr>\n`)}</tbody>
-</table>${rows.length > shown.length ? html`<p class="none">… and ${rows.length - shown.length} more rows: the CSV and JSON formats list every one.</p>` : ''}`;
+</table>${rows.length > shown.length ? html`<p class="none">\u2026 and ${rows.length - shown.length} more rows: the CSV and JSON formats list every one.</p>` : ''}`;
 }
 
 export function basisBlock(basis: ReportBasis): SafeHtml {
@@ -94,7 +94,7 @@ export function rolloutSections(report: RolloutReport): Record<string, SafeHtml>
   const name = r.title ?? r.id;
   return {
     header: html`<h1>Rollout report: ${name}</h1>
-<p class="subtitle">Rollout <code>${r.id}</code> · ${r.environment ?? 'no environment'} · ${r.status} · plan revision ${r.planRevision}</p>
+<p class="subtitle">Rollout <code>${r.id}</code> \u00b7 ${r.environment ?? 'no environment'} \u00b7 ${r.status} \u00b7 plan revision ${r.planRevision}</p>
 <div class="summary" aria-label="Verdict counts">
 <div><strong>${s.pass}</strong>${badge('pass')}</div>
 <div><strong>${s.fail}</strong>${badge('fail')}</div>
