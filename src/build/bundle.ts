@@ -109,24 +109,27 @@ export function rewriteNameHelper(text: string): string {
 }
 
 /**
- * The bundle's text with every character outside ASCII replaced by `?` (or by its letter, for a
- * letter with a mark), after checking that those characters are all in comments: esbuild's
- * default `charset: 'ascii'` escapes them everywhere else, but copies comments (the packages'
- * JSDoc) as they are.
+ * The bundle's text with every character outside ASCII replaced by one ASCII character (its
+ * letter, for a letter with a mark; a line feed, for the line separators U+2028 and U+2029, which
+ * JavaScript and source maps count as line ends; `?` for anything else), after checking that
+ * those characters are all in comments: esbuild's `charset: 'ascii'` escapes them everywhere
+ * else, but copies comments (the packages' JSDoc) as they are, and a tagged template's text, which
+ * it must keep as written.
  *
  * Why: Node reads an ASCII file into a one-byte string, and anything else into a two-byte one.
- * Forty-odd characters in comments made the start read the bundle's 6.4 MB in 62-84 ms instead
- * of about 10, and hold 12.8 MB of source instead of 6.4 (docs/benchmarks.md, session 15).
- * One UTF-16 unit becomes one ASCII character, so every line and column of the source map holds.
+ * Forty-odd such characters made the start read the bundle's 6.4 MB in 62-84 ms instead of about
+ * 10, and hold 12.8 MB of source instead of 6.4 (docs/benchmarks.md, session 15). One UTF-16
+ * unit becomes one ASCII character, so every line and column of the source map holds.
  *
  * The check: esbuild, minifying both texts without their comments, must print the same program.
- * Throws if not, showing where they differ. Our own templates write `\u00b7` and the like for this
- * reason: a tagged template's text is kept as it is written, so esbuild cannot escape it.
+ * Throws if not, showing where they differ. Our own templates write `\u00b7` and the like for
+ * this reason. What it cannot see is code that reads its own comments (`Function#toString`).
  */
 export async function asciiComments(text: string): Promise<string> {
   // biome-ignore lint/suspicious/noControlCharactersInRegex: the range is the point
   const ascii = text.replace(/[^\u0000-\u007f]/g, (unit) => {
-    // A letter with a mark keeps its letter ("Wärting" in a licence notice reads "Warting").
+    if (unit === '\u2028' || unit === '\u2029') return '\n';
+    // A letter with a mark keeps its letter ("é" reads "e").
     const base = unit.normalize('NFD')[0] as string;
     return base < '\u0080' ? base : '?';
   });
@@ -140,14 +143,24 @@ export async function asciiComments(text: string): Promise<string> {
       target: 'node20.19',
       keepNames: true,
     });
-  // The ASCII text may not even parse (a character replaced in a name).
-  const [before, after] = await Promise.all([minified(text), minified(ascii).catch(() => ({ code: '' }))]);
-  if (before.code !== after.code) {
-    let at = 0;
-    while (at < before.code.length && before.code[at] === after.code[at]) at++;
+  const before = (await minified(text)).code;
+  // The ASCII text may not even parse (a character replaced in a name): esbuild's error says where.
+  const after = await minified(ascii).then(
+    (r) => ({ code: r.code, error: undefined }),
+    (err: unknown) => ({ code: undefined, error: err instanceof Error ? err.message : String(err) }),
+  );
+  if (after.code !== before) {
+    let where: string;
+    if (after.code === undefined) {
+      where = `the replaced text does not parse: ${after.error?.split('\n')[0]}`;
+    } else {
+      let at = 0;
+      while (at < before.length && before[at] === after.code[at]) at++;
+      where = `near ${JSON.stringify(before.slice(Math.max(0, at - 60), at + 20))} once minified`;
+    }
     throw new Error(
-      `bundle: a character outside ASCII is not in a comment (near ${JSON.stringify(before.code.slice(Math.max(0, at - 60), at + 20))}); ` +
-        'escape it in the source it comes from (a tagged template keeps its text as written, so esbuild cannot)',
+      `bundle: a character outside ASCII is not in a comment (${where}); escape it in the source it ` +
+        'comes from (a tagged template keeps its text as written, so esbuild cannot)',
     );
   }
   return ascii;
@@ -182,6 +195,9 @@ export async function bundleService(
     keepNames: true,
     // esbuild's default, written out: asciiComments relies on it.
     charset: 'ascii',
+    // The packages' licence notices, verbatim in service.cjs.LEGAL.txt (asciiComments would
+    // change their letters outside ASCII in the bundle).
+    legalComments: 'linked',
     sourcemap: 'linked',
     external: KEEP_AS_FILES.flatMap((p) => [p, `${p}/*`]),
     plugins: [optionalPeers(leftOut)],
@@ -193,7 +209,16 @@ export async function bundleService(
     banner: { js: '"use strict";\nvar __bundleUrl = require("node:url").pathToFileURL(__filename).href;' },
     logLevel: 'warning',
   });
-  writeFileSync(bundleFile, await asciiComments(rewriteNameHelper(readFileSync(bundleFile, 'utf8'))));
+  const bundled = rewriteNameHelper(readFileSync(bundleFile, 'utf8'));
+  let text = bundled;
+  try {
+    text = await asciiComments(bundled);
+  } catch (err) {
+    // Only slower to start, not wrong: a package's tagged template, say, after an upgrade. Our
+    // own code is held to ASCII by the process test.
+    console.warn(`${(err as Error).message}\nThe bundle is written as it is, and starts more slowly.`);
+  }
+  writeFileSync(bundleFile, text);
   // The loader, on its own: it imports only Node's modules.
   await build({
     entryPoints: [loader],

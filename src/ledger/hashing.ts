@@ -83,12 +83,21 @@ function membersBefore(obj: Record<string, unknown>, keys: string[], count: numb
   return values;
 }
 
+/** Objects with at most this many keys are sorted by insertion; wider ones by `Array#sort`. */
+const INSERTION_SORT_MAX = 16;
+
 /**
- * The indices of `keys` in the keys' order (UTF-16 code units, as RFC 8785 sorts). An insertion
- * sort: objects have few keys, and `Array#sort` allocated more than the rest of the walk.
+ * The indices of `keys` in the keys' order (UTF-16 code units, as RFC 8785 sorts). A small
+ * object (all of a plan's) is sorted by insertion, which allocates nothing more: `Array#sort`'s
+ * scratch was most of what the walk allocated. A wide one (free-form JSON can hold 100,000 keys)
+ * goes to `Array#sort`, whose time does not grow with the square of the keys.
  */
 function sortedIndices(keys: string[]): number[] {
   const order = new Array<number>(keys.length);
+  if (keys.length > INSERTION_SORT_MAX) {
+    for (let i = 0; i < keys.length; i++) order[i] = i;
+    return order.sort((a, b) => ((keys[a] as string) < (keys[b] as string) ? -1 : 1));
+  }
   for (let i = 0; i < keys.length; i++) {
     const key = keys[i] as string;
     let j = i;

@@ -317,11 +317,13 @@ describe('the server process: the bundle production runs', () => {
         },
       });
       expect(await readdir(dataDir)).toEqual([]);
-      // The bundle, its loader, their maps and the cache: the build's database is gone.
+      // The bundle, its loader, their maps, the licence notices and the cache: the build's
+      // database is gone.
       expect((await readdir(path.join(copy, 'src/bundle'))).sort()).toEqual([
         'main.js',
         'main.js.map',
         'service.cjs',
+        'service.cjs.LEGAL.txt',
         'service.cjs.cache',
         'service.cjs.map',
       ]);

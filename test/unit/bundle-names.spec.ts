@@ -111,15 +111,21 @@ describe('asciiComments', () => {
       '/** Label\u2013value pairs \u2026 */',
       'const s = "caf\\u00e9"; // Jimmy W\u00e4rting \ud83d\ude00',
       '/*! (c) J\u00f6rg */',
+      '// two lines\u2028x = 1;',
     ].join('\n');
     const ascii = await asciiComments(text);
     expect(ascii).toBe(
-      ['/** Label?value pairs ? */', 'const s = "caf\\u00e9"; // Jimmy Warting ??', '/*! (c) Jorg */'].join(
-        '\n',
-      ),
+      [
+        '/** Label?value pairs ? */',
+        'const s = "caf\\u00e9"; // Jimmy Warting ??',
+        '/*! (c) Jorg */',
+        '// two lines\nx = 1;',
+      ].join('\n'),
     );
-    // Every line keeps its length in UTF-16 units, so the source map's columns still hold.
-    expect(ascii.split('\n').map((l) => l.length)).toEqual(text.split('\n').map((l) => l.length));
+    // Every line keeps its length in UTF-16 units, and U+2028 (a line end to JavaScript and to
+    // source maps) stays a line end, so the source map's lines and columns still hold.
+    const lines = (t: string) => t.split(/\n|\u2028|\u2029/).map((l) => l.length);
+    expect(lines(ascii)).toEqual(lines(text));
     const plain = 'const a = 1; // plain';
     expect(await asciiComments(plain)).toBe(plain);
   });
@@ -128,6 +134,11 @@ describe('asciiComments', () => {
     await expect(asciiComments('const x = html`a \u00b7 b`;')).rejects.toThrow(
       /not in a comment.*tagged template/s,
     );
-    await expect(asciiComments('const \u00e9t\u00e9 = 1;')).rejects.toThrow(/not in a comment/);
+    // A property name, which minifying keeps: esbuild prints it escaped, the replacement as "cafe".
+    await expect(asciiComments('globalThis.caf\u00e9 = 1;')).rejects.toThrow(
+      /not in a comment.*once minified/s,
+    );
+    // A replacement that leaves no program at all: esbuild's own error is shown.
+    await expect(asciiComments('const \u03c0 = 3;')).rejects.toThrow(/not in a comment.*does not parse/s);
   });
 });

@@ -52,3 +52,25 @@ describe('planSchema', () => {
     expect(JSON.stringify(event?.data)).toBe(canonicalJson(event?.data));
   });
 });
+
+/** Every object schema inside `schema` (through optionals and arrays), with where it is. */
+function objectShapes(schema: unknown, at = 'plan'): [string, string[]][] {
+  const s = schema as { shape?: Record<string, unknown>; unwrap?: () => unknown; element?: unknown };
+  if (s.shape)
+    return [
+      [at, Object.keys(s.shape)],
+      ...Object.entries(s.shape).flatMap(([k, v]) => objectShapes(v, `${at}.${k}`)),
+    ];
+  if (typeof s.unwrap === 'function') return objectShapes(s.unwrap(), at);
+  if (s.element) return objectShapes(s.element, `${at}[]`);
+  return [];
+}
+
+describe('planSchema, every object in it', () => {
+  it('lists its keys in canonical order, so a part added later stays canonical', () => {
+    const shapes = objectShapes(planSchema);
+    // The plan, its rollback boundary and verification, and the items of its four lists.
+    expect(shapes.length).toBe(7);
+    for (const [at, keys] of shapes) expect({ at, keys }).toEqual({ at, keys: [...keys].sort() });
+  });
+});
