@@ -243,11 +243,12 @@ const BUILD_DATA_DIR = '.code-cache-db';
 const BUILD_START_TIMEOUT_MS = 120_000;
 
 /**
- * Runs the bundled loader (`main`) as `npm start` would, with the same Node, but asked to start the service once and
- * write V8's code cache for the bundle instead of serving. The start is a whole one (the database
- * migrated, Nest's providers made, the routes registered, the port bound), so the cache holds the
- * code the bundle runs in a start and not only its modules' top levels (docs/benchmarks.md, "The
- * code cache after a start (session 14)": 20-38 ms off a start on a fast machine).
+ * Runs the bundled loader (`main`) as `npm start` would, with the same Node, but asked to start the
+ * service once and write V8's code cache for the bundle instead of serving. The start is a whole
+ * one (the database migrated, Nest's providers made, the routes registered, the port bound), so the
+ * cache holds the code the bundle runs in a start and not only its modules' top levels
+ * (docs/benchmarks.md, "The code cache after a start (session 14)": 20-38 ms off a start on a fast
+ * machine).
  *
  * It starts on a new embedded database in the bundle's directory, deleted after (and by the next
  * build, which empties that directory first, should this one be killed), on a port the OS picks,
