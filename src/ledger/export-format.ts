@@ -1,4 +1,4 @@
-import type { Checkpoint, LedgerEntry } from './ledger.types.js';
+import type { Checkpoint, LedgerEntry, LedgerEntryText } from './ledger.types.js';
 
 /**
  * The NDJSON ledger export (`GET /api/v1/exports/ledger?format=ndjson`), one canonical JSON
@@ -63,3 +63,23 @@ export const EXPORT_CSV_COLUMNS = [
   'data',
   'metadata',
 ] as const;
+
+// JSON.stringify is exactly RFC 8785's form for strings and integers (the standard defines it so).
+const j = JSON.stringify;
+
+/**
+ * An entry's export line, `canonicalJson({ kind: 'entry', ...entry })`, joined from the payload's
+ * stored canonical text: its keys in RFC 8785's order (all ASCII, so sorted as written), and no
+ * walk, parse or copy of the data and metadata. Parsing each payload out of jsonb and
+ * canonicalising it again was most of the export's CPU (docs/benchmarks.md, session 16). The unit
+ * tests hold it to `canonicalJson` on generated entries.
+ */
+export function entryLine(e: LedgerEntryText): string {
+  return (
+    `{"data":${e.dataJcs},"eventHash":${j(e.eventHash)},"eventId":${j(e.eventId)},` +
+    `"eventPrevHash":${j(e.eventPrevHash)},"hash":${j(e.hash)},"kind":"entry",` +
+    `"metadata":${e.metadataJcs},"position":${j(e.position)},"prevHash":${j(e.prevHash)},` +
+    `"recordedAt":${j(e.recordedAt)},"schemaVersion":${j(e.schemaVersion)},` +
+    `"streamId":${j(e.streamId)},"streamVersion":${j(e.streamVersion)},"type":${j(e.type)}}`
+  );
+}

@@ -5,7 +5,13 @@ import { DATABASE } from '../database/database.module.js';
 import { isoText } from '../database/iso-text.js';
 import type { Database, Json } from '../database/schema.js';
 import { canonicalJson, GENESIS_HASH, ledgerHashFromText } from './hashing.js';
-import type { Checkpoint, LedgerEntry, ProjectedEntry, PublicKeyInfo } from './ledger.types.js';
+import type {
+  Checkpoint,
+  LedgerEntry,
+  LedgerEntryText,
+  ProjectedEntry,
+  PublicKeyInfo,
+} from './ledger.types.js';
 
 export interface SequencedBatch {
   /** Each entry's position, and its event's `recorded_at` as ISO 8601 text (UTC, milliseconds). */
@@ -225,6 +231,49 @@ export class LedgerRepository {
       data: r.data,
       metadata: r.metadata as { [key: string]: Json },
       recordedAt: r.recorded_at.toISOString(),
+      eventHash: r.event_hash,
+      eventPrevHash: r.event_prev_hash,
+    }));
+  }
+
+  /**
+   * Entries with position > after, in order, as `read` gives them but with each payload as the
+   * canonical text the append hashed and stored (`event.data_jcs`/`metadata_jcs`), and
+   * `recorded_at` rendered by Postgres: nothing is parsed into values. An event stored without
+   * that text (appended before migration 000700) has its jsonb read and canonicalised instead.
+   */
+  async readText(after: number, limit: number): Promise<LedgerEntryText[]> {
+    const rows = await entriesAfter(this.db, after, limit)
+      .select([
+        'l.position',
+        'l.hash',
+        'l.prev_hash',
+        'e.stream_id',
+        'e.stream_version',
+        'e.event_id',
+        'e.type',
+        'e.schema_version',
+        'e.data_jcs',
+        'e.metadata_jcs',
+        sql<Json | null>`case when e.data_jcs is null then e.data end`.as('data'),
+        sql<Json | null>`case when e.metadata_jcs is null then e.metadata end`.as('metadata'),
+        isoText('e.recorded_at').as('recorded_at_iso'),
+        'e.hash as event_hash',
+        'e.prev_hash as event_prev_hash',
+      ])
+      .execute();
+    return rows.map((r) => ({
+      position: r.position,
+      hash: r.hash,
+      prevHash: r.prev_hash,
+      streamId: r.stream_id,
+      streamVersion: r.stream_version,
+      eventId: r.event_id,
+      type: r.type,
+      schemaVersion: r.schema_version,
+      dataJcs: r.data_jcs ?? canonicalJson(r.data),
+      metadataJcs: r.metadata_jcs ?? canonicalJson(r.metadata),
+      recordedAt: r.recorded_at_iso,
       eventHash: r.event_hash,
       eventPrevHash: r.event_prev_hash,
     }));

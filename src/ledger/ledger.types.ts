@@ -1,4 +1,5 @@
 import type { Json } from '../database/schema.js';
+import type { CanonicalPayload } from './hashing.js';
 
 export interface LedgerEntry {
   position: number;
@@ -16,6 +17,12 @@ export interface LedgerEntry {
   eventHash: string;
   eventPrevHash: string;
 }
+
+/**
+ * A ledger entry with its payload as the RFC 8785 text the append hashed and stored, not as
+ * values: what the export writes (`LedgerRepository.readText`).
+ */
+export type LedgerEntryText = Omit<LedgerEntry, 'data' | 'metadata'> & CanonicalPayload;
 
 /**
  * What projectors read of a ledger entry: the event without its hashes, which only verification

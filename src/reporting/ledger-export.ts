@@ -1,9 +1,9 @@
 import { Injectable } from '@nestjs/common';
 import { InvalidInput } from '../common/errors.js';
-import { EXPORT_CSV_COLUMNS, EXPORT_FORMAT, type ExportHeader } from '../ledger/export-format.js';
+import { EXPORT_CSV_COLUMNS, EXPORT_FORMAT, type ExportHeader, entryLine } from '../ledger/export-format.js';
 import { canonicalJson } from '../ledger/hashing.js';
 import { LedgerRepository } from '../ledger/ledger.repository.js';
-import type { LedgerEntry } from '../ledger/ledger.types.js';
+import type { LedgerEntryText } from '../ledger/ledger.types.js';
 import { csvLine } from './csv.js';
 
 export type ExportFormat = 'ndjson' | 'csv';
@@ -82,7 +82,7 @@ export class LedgerExporter {
     for await (const page of this.pages(range)) {
       for (const e of page) {
         entries++;
-        yield canonicalJson({ kind: 'entry', ...e });
+        yield entryLine(e);
       }
     }
     yield canonicalJson({ kind: 'end', entries, checkpoints });
@@ -106,8 +106,8 @@ export class LedgerExporter {
             e.type,
             e.schemaVersion,
             e.recordedAt,
-            canonicalJson(e.data),
-            canonicalJson(e.metadata),
+            e.dataJcs,
+            e.metadataJcs,
           ]);
         }
       }
@@ -115,16 +115,25 @@ export class LedgerExporter {
     yield* chunked(rows(), (row) => row);
   }
 
-  /** The range's entries, a page at a time (one query per page, never the whole range). */
-  private async *pages(range: ExportRange): AsyncGenerator<LedgerEntry[]> {
-    for (let after = range.from - 1; after < range.to; ) {
-      const page = (await this.ledger.read(after, Math.min(PAGE, range.to - after))).filter(
-        (e) => e.position <= range.to,
-      );
+  /**
+   * The range's entries, a page at a time (one query per page, never the whole range). The next
+   * page's query goes out before this one is handed on, so that Postgres reads it while the
+   * caller writes this one: two pages in memory at most.
+   */
+  private async *pages(range: ExportRange): AsyncGenerator<LedgerEntryText[]> {
+    const fetch = (after: number) => {
+      const page = this.ledger.readText(after, Math.min(PAGE, range.to - after));
+      // Awaited below unless the caller stops first (a client gone): then its failure is moot.
+      page.catch(() => {});
+      return page;
+    };
+    let next = range.from - 1 < range.to ? fetch(range.from - 1) : undefined;
+    while (next) {
+      const page = (await next).filter((e) => e.position <= range.to);
       const last = page.at(-1);
       if (!last) return;
+      next = last.position < range.to ? fetch(last.position) : undefined;
       yield page;
-      after = last.position;
     }
   }
 }

@@ -1,0 +1,67 @@
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EventStore } from '../../src/event-store/event-store.repository.js';
+import { entryLine } from '../../src/ledger/export-format.js';
+import { canonicalJson } from '../../src/ledger/hashing.js';
+import { LedgerRepository } from '../../src/ledger/ledger.repository.js';
+import { SequencerService } from '../../src/ledger/sequencer.service.js';
+import { LedgerExporter } from '../../src/reporting/ledger-export.js';
+import { startTestApp, type TestApp } from '../support/app.js';
+
+/**
+ * The export writes each entry from the canonical text the append stored, without parsing the
+ * payload (`LedgerRepository.readText`, `entryLine`). An auditor's verifier parses the line and
+ * hashes the values again, so the line must be exactly the canonical JSON of the entry as `read`
+ * gives it, for awkward payloads and for events stored before that text existed.
+ */
+describe('the export reads entries as stored text', () => {
+  let t: TestApp;
+  let repo: LedgerRepository;
+  const awkward = {
+    z: 1,
+    a: [1.5, -0, 1e21, 0.1, 333333333.3333333, -1e-7],
+    é: 'naïve \u2028 "quoted" \\ \u0001 😀',
+    '10': 'index-like keys sort as text',
+    '9': true,
+    nested: { b: null, a: { y: [], x: {} } },
+  };
+
+  beforeAll(async () => {
+    t = await startTestApp({ env: { SEQUENCER_ENABLED: 'false' } });
+    repo = t.app.get(LedgerRepository);
+    const store = t.app.get(EventStore);
+    await store.append('export-text-1', [
+      { type: 'Awkward', data: awkward, metadata: { ü: 1, actor: { name: 'Zoë' } } },
+      { type: 'Plain', data: { n: 1 }, metadata: {} },
+    ]);
+    await store.append('export-text-2', [{ type: 'Legacy', data: awkward, metadata: { source: 'old' } }]);
+    // As an event appended before migration 000700 stored it: values only, no canonical text.
+    await t.handle.db.transaction().execute(async (trx) => {
+      await sql`set local session_replication_role = replica`.execute(trx);
+      await sql`update event set data_jcs = null, metadata_jcs = null where stream_id = 'export-text-2'`.execute(
+        trx,
+      );
+    });
+    expect(await t.app.get(SequencerService).drain()).toBe(3);
+  });
+  afterAll(() => t?.close());
+
+  it('gives each entry the line canonicalJson gives the entry read as values', async () => {
+    const values = await repo.read(0, 10);
+    const texts = await repo.readText(0, 10);
+    expect(texts.map((e) => e.type)).toEqual(['Awkward', 'Plain', 'Legacy']);
+    expect(texts.map(entryLine)).toEqual(values.map((e) => canonicalJson({ kind: 'entry', ...e })));
+    const legacy = await sql<{ data_jcs: string | null }>`
+      select data_jcs from event where stream_id = 'export-text-2'`.execute(t.handle.db);
+    expect(legacy.rows).toEqual([{ data_jcs: null }]);
+  });
+
+  it('exports the entry lines of the range, in order', async () => {
+    const exporter = new LedgerExporter(repo);
+    let body = '';
+    for await (const chunk of exporter.ndjson(await exporter.range(2, 3))) body += chunk;
+    const entries = body.split('\n').filter((l) => l.includes('"kind":"entry"'));
+    const values = await repo.read(1, 2);
+    expect(entries).toEqual(values.map((e) => canonicalJson({ kind: 'entry', ...e })));
+  });
+});
