@@ -45,6 +45,16 @@ function entriesAfter(db: Kysely<Database>, after: number, limit: number) {
     .limit(limit);
 }
 
+/** The entries at positions from..to (both included), in order: a window of the ledger. */
+function entriesBetween(db: Kysely<Database>, from: number, to: number) {
+  return db
+    .selectFrom('ledger as l')
+    .innerJoin('event as e', 'e.id', 'l.event_row_id')
+    .where('l.position', '>=', from)
+    .where('l.position', '<=', to)
+    .orderBy('l.position');
+}
+
 /** Where the sequencer's next read starts: after this (tx_id, event row id), in commit order. */
 export interface SequencerCursor {
   tx_id: string;
@@ -237,13 +247,13 @@ export class LedgerRepository {
   }
 
   /**
-   * Entries with position > after, in order, as `read` gives them but with each payload as the
+   * The entries at positions from..to, in order, as `read` gives them but with each payload as the
    * canonical text the append hashed and stored (`event.data_jcs`/`metadata_jcs`), and
    * `recorded_at` rendered by Postgres: nothing is parsed into values. An event stored without
    * that text (appended before migration 000700) has its jsonb read and canonicalised instead.
    */
-  async readText(after: number, limit: number): Promise<LedgerEntryText[]> {
-    const rows = await entriesAfter(this.db, after, limit)
+  async readText(from: number, to: number): Promise<LedgerEntryText[]> {
+    const rows = await entriesBetween(this.db, from, to)
       .select([
         'l.position',
         'l.hash',
@@ -277,6 +287,47 @@ export class LedgerRepository {
       eventHash: r.event_hash,
       eventPrevHash: r.event_prev_hash,
     }));
+  }
+
+  /**
+   * The export lines of the entries at positions from..to, in order, each built by Postgres from
+   * the canonical text the append stored: `entryLine` of `readText`'s entry, the same bytes, with
+   * nothing for Node to parse but one string a row. An entry whose event was stored without that
+   * text (before migration 000700) has no line (`null`): `readText` gives it.
+   *
+   * Why Postgres builds the line: joining the text in Node still cost a string per column and a
+   * third of the export's thread in building and collecting them; Postgres joins it while it reads
+   * the row (docs/benchmarks.md, session 16).
+   *
+   * The strings come out as `JSON.stringify` writes them, which is RFC 8785's form: `to_json` of a
+   * text escapes `"` and `\\`, writes \b \f \n \r \t, and every other character below U+0020 as
+   * \u00xx in lower case, leaving the rest as it is, as `JSON.stringify` does. (Postgres text holds
+   * no lone surrogates and no U+0000, the only other characters JSON.stringify escapes.) The
+   * integers are written as JavaScript writes a safe integer. The integration tests hold the lines
+   * to `entryLine` on awkward payloads and names.
+   */
+  async readLines(from: number, to: number): Promise<{ position: number; line: string | null }[]> {
+    return entriesBetween(this.db, from, to)
+      .select([
+        'l.position',
+        sql<string | null>`case when e.data_jcs is not null and e.metadata_jcs is not null then
+          '{"data":' || e.data_jcs
+          || ',"eventHash":' || to_json(e.hash)::text
+          || ',"eventId":' || to_json(e.event_id)::text
+          || ',"eventPrevHash":' || to_json(e.prev_hash)::text
+          || ',"hash":' || to_json(l.hash)::text
+          || ',"kind":"entry","metadata":' || e.metadata_jcs
+          || ',"position":' || l.position::text
+          || ',"prevHash":' || to_json(l.prev_hash)::text
+          || ',"recordedAt":' || to_json(${isoText('e.recorded_at')})::text
+          || ',"schemaVersion":' || e.schema_version::text
+          || ',"streamId":' || to_json(e.stream_id)::text
+          || ',"streamVersion":' || e.stream_version::text
+          || ',"type":' || to_json(e.type)::text
+          || '}'
+        end`.as('line'),
+      ])
+      .execute();
   }
 
   /**

@@ -3,13 +3,14 @@ import { InvalidInput } from '../common/errors.js';
 import { EXPORT_CSV_COLUMNS, EXPORT_FORMAT, type ExportHeader, entryLine } from '../ledger/export-format.js';
 import { canonicalJson } from '../ledger/hashing.js';
 import { LedgerRepository } from '../ledger/ledger.repository.js';
-import type { LedgerEntryText } from '../ledger/ledger.types.js';
 import { csvLine } from './csv.js';
 
 export type ExportFormat = 'ndjson' | 'csv';
 
 /** Entries read per query: memory stays bounded by one page, whatever the range. */
 const PAGE = 1000;
+/** Queries out at once: two keep Postgres reading while the service writes. */
+const AHEAD = 2;
 /** Lines are handed to the HTTP response in chunks of about this many characters. */
 const CHUNK_CHARS = 64 * 1024;
 
@@ -79,10 +80,14 @@ export class LedgerExporter {
       after = last.position;
     }
     let entries = 0;
-    for await (const page of this.pages(range)) {
-      for (const e of page) {
+    for await (const page of this.pages(range, (from, to) => this.ledger.readLines(from, to))) {
+      const lines = page.every((row) => row.line !== null)
+        ? page.map((row) => row.line as string)
+        : // A page holding an entry stored without its canonical text: read it as text entries.
+          (await this.ledger.readText(page[0]?.position ?? 1, page.at(-1)?.position ?? 0)).map(entryLine);
+      for (const line of lines) {
         entries++;
-        yield entryLine(e);
+        yield line;
       }
     }
     yield canonicalJson({ kind: 'end', entries, checkpoints });
@@ -92,7 +97,7 @@ export class LedgerExporter {
     const self = this;
     async function* rows(): AsyncGenerator<string> {
       yield csvLine([...EXPORT_CSV_COLUMNS]);
-      for await (const page of self.pages(range)) {
+      for await (const page of self.pages(range, (from, to) => self.ledger.readText(from, to))) {
         for (const e of page) {
           yield csvLine([
             e.position,
@@ -116,24 +121,30 @@ export class LedgerExporter {
   }
 
   /**
-   * The range's entries, a page at a time (one query per page, never the whole range). The next
-   * page's query goes out before this one is handed on, so that Postgres reads it while the
-   * caller writes this one: two pages in memory at most.
+   * The range's entries, a window of PAGE positions at a time (one query per window, never the
+   * whole range). Windows go by position, not by the last entry read, so that the next queries
+   * need not wait for this one: AHEAD of them are out while the caller writes a page, and Postgres
+   * reads while the service writes. At most AHEAD + 1 pages are held.
    */
-  private async *pages(range: ExportRange): AsyncGenerator<LedgerEntryText[]> {
-    const fetch = (after: number) => {
-      const page = this.ledger.readText(after, Math.min(PAGE, range.to - after));
+  private async *pages<T>(
+    range: ExportRange,
+    read: (from: number, to: number) => Promise<T[]>,
+  ): AsyncGenerator<T[]> {
+    const out: Promise<T[]>[] = [];
+    let next = range.from;
+    const fetchNext = () => {
+      if (next > range.to) return;
+      const page = read(next, Math.min(next + PAGE - 1, range.to));
       // Awaited below unless the caller stops first (a client gone): then its failure is moot.
       page.catch(() => {});
-      return page;
+      out.push(page);
+      next += PAGE;
     };
-    let next = range.from - 1 < range.to ? fetch(range.from - 1) : undefined;
-    while (next) {
-      const page = (await next).filter((e) => e.position <= range.to);
-      const last = page.at(-1);
-      if (!last) return;
-      next = last.position < range.to ? fetch(last.position) : undefined;
-      yield page;
+    for (let i = 0; i < AHEAD; i++) fetchNext();
+    for (let page = out.shift(); page; page = out.shift()) {
+      const rows = await page;
+      fetchNext();
+      if (rows.length > 0) yield rows;
     }
   }
 }

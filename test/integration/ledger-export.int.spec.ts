@@ -17,6 +17,8 @@ import { startTestApp, type TestApp } from '../support/app.js';
 describe('the export reads entries as stored text', () => {
   let t: TestApp;
   let repo: LedgerRepository;
+  const controls = Array.from({ length: 31 }, (_, i) => String.fromCharCode(i + 1)).join('');
+  const NAME = `q"b\\s/${controls}\u007f\u2028é😀`;
   const awkward = {
     z: 1,
     a: [1.5, -0, 1e21, 0.1, 333333333.3333333, -1e-7],
@@ -42,26 +44,49 @@ describe('the export reads entries as stored text', () => {
         trx,
       );
     });
-    expect(await t.app.get(SequencerService).drain()).toBe(3);
+    await store.append('export-text-3', [{ type: 'Named', data: {}, metadata: {} }]);
+    expect(await t.app.get(SequencerService).drain()).toBe(4);
+    // Names no caller could send, written as an attacker would: every character JSON escapes.
+    await t.handle.db.transaction().execute(async (trx) => {
+      await sql`set local session_replication_role = replica`.execute(trx);
+      await sql`update event set type = ${NAME}, stream_id = ${`export-${NAME}`}
+        where stream_id = 'export-text-3'`.execute(trx);
+    });
   });
   afterAll(() => t?.close());
 
   it('gives each entry the line canonicalJson gives the entry read as values', async () => {
     const values = await repo.read(0, 10);
-    const texts = await repo.readText(0, 10);
-    expect(texts.map((e) => e.type)).toEqual(['Awkward', 'Plain', 'Legacy']);
+    const texts = await repo.readText(1, 10);
+    expect(texts.map((e) => e.type)).toEqual(['Awkward', 'Plain', 'Legacy', NAME]);
     expect(texts.map(entryLine)).toEqual(values.map((e) => canonicalJson({ kind: 'entry', ...e })));
     const legacy = await sql<{ data_jcs: string | null }>`
       select data_jcs from event where stream_id = 'export-text-2'`.execute(t.handle.db);
     expect(legacy.rows).toEqual([{ data_jcs: null }]);
   });
 
-  it('exports the entry lines of the range, in order', async () => {
+  it('has Postgres build the same line, but for an entry stored without its canonical text', async () => {
+    const lines = await repo.readLines(1, 10);
+    const texts = await repo.readText(1, 10);
+    expect(lines.map((r) => r.position)).toEqual(texts.map((e) => e.position));
+    expect(lines.map((r) => r.line)).toEqual(texts.map((e) => (e.type === 'Legacy' ? null : entryLine(e))));
+    // The names that need escaping, escaped as JSON.stringify escapes them.
+    expect(lines[3]?.line).toContain(`"type":${JSON.stringify(NAME)}`);
+    expect(lines[3]?.line).toContain(`"streamId":${JSON.stringify(`export-${NAME}`)}`);
+  });
+
+  it('exports the entry lines of a range, a page with an entry stored without its text too', async () => {
     const exporter = new LedgerExporter(repo);
-    let body = '';
-    for await (const chunk of exporter.ndjson(await exporter.range(2, 3))) body += chunk;
-    const entries = body.split('\n').filter((l) => l.includes('"kind":"entry"'));
-    const values = await repo.read(1, 2);
-    expect(entries).toEqual(values.map((e) => canonicalJson({ kind: 'entry', ...e })));
+    const exported = async (from: number, to: number) => {
+      let body = '';
+      for await (const chunk of exporter.ndjson(await exporter.range(from, to))) body += chunk;
+      const lines = body.split('\n').filter((l) => l !== '');
+      expect(JSON.parse(lines.at(-1) ?? '')).toMatchObject({ kind: 'end', entries: to - from + 1 });
+      return lines.filter((l) => l.includes('"kind":"entry"'));
+    };
+    const canonical = async (from: number, to: number) =>
+      (await repo.read(from - 1, to - from + 1)).map((e) => canonicalJson({ kind: 'entry', ...e }));
+    expect(await exported(1, 2)).toEqual(await canonical(1, 2));
+    expect(await exported(2, 4)).toEqual(await canonical(2, 4));
   });
 });
