@@ -18,7 +18,12 @@ import { ApiKeysService } from '../auth/api-keys.service.js';
 import { type AuthenticatedRequest, CurrentPrincipal, type Principal, Roles } from '../auth/principal.js';
 import { Public } from '../auth/public.decorator.js';
 import { RULE_IDS } from '../compliance/rule.js';
-import { periodReportFile, rolloutReportFile, sendReportFile } from '../reporting/report-files.js';
+import {
+  periodReportFile,
+  type ReportFile,
+  rolloutReportFile,
+  sendReportFile,
+} from '../reporting/report-files.js';
 import { REPORT_FORMATS } from '../reporting/reports.service.js';
 import { identifier } from '../rollouts/rollout.plan.js';
 import { rolloutIdParam, STATUSES } from '../rollouts/rollouts.dto.js';
@@ -186,7 +191,7 @@ export class ConsoleController {
     @CurrentPrincipal() principal: Principal,
     @Req() req: AuthenticatedRequest,
     @Res({ passthrough: true }) reply: FastifyReply,
-  ): Promise<string | Buffer> {
+  ): Promise<ReportFile['body']> {
     const report = await this.console.reports.rolloutReport(id, query.asOf);
     await this.console.reports.recordDownload(principal, String(req.id), {
       kind: 'rollout',
@@ -217,7 +222,7 @@ export class ConsoleController {
     @CurrentPrincipal() principal: Principal,
     @Req() req: AuthenticatedRequest,
     @Res({ passthrough: true }) reply: FastifyReply,
-  ): Promise<string | Buffer> {
+  ): Promise<ReportFile['body']> {
     const { asOf, ...form } = query;
     const filter = periodFilter(form);
     const report = await this.console.reports.periodReport(filter, asOf);

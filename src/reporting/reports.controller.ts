@@ -15,7 +15,7 @@ import { z } from 'zod';
 import { type AuthenticatedRequest, CurrentPrincipal, type Principal, Roles } from '../auth/principal.js';
 import { identifier } from '../rollouts/rollout.plan.js';
 import { rolloutIdParam } from '../rollouts/rollouts.dto.js';
-import { periodReportFile, rolloutReportFile, sendReportFile } from './report-files.js';
+import { periodReportFile, type ReportFile, rolloutReportFile, sendReportFile } from './report-files.js';
 import { REPORT_FORMATS, type ReportFormat, ReportsService } from './reports.service.js';
 
 const periodQuery = z
@@ -90,7 +90,7 @@ export class ReportsController {
     @CurrentPrincipal() principal: Principal,
     @Req() req: AuthenticatedRequest,
     @Res({ passthrough: true }) reply: FastifyReply,
-  ): Promise<string | Buffer> {
+  ): Promise<ReportFile['body']> {
     const format = negotiate(query.format, accept);
     const filter = {
       from: query.from ? new Date(query.from).toISOString() : null,
@@ -122,7 +122,7 @@ export class ReportsController {
     @CurrentPrincipal() principal: Principal,
     @Req() req: AuthenticatedRequest,
     @Res({ passthrough: true }) reply: FastifyReply,
-  ): Promise<string | Buffer> {
+  ): Promise<ReportFile['body']> {
     if (principal.role === 'engineer' && (await this.reports.creatorOf(id)) !== principal.id) {
       throw new ForbiddenException('an engineer key may read the reports of the rollouts it recorded only');
     }

@@ -2,6 +2,7 @@ import { parse } from 'csv-parse/sync';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RULE_IDS } from '../../src/compliance/rule.js';
+import { canonicalJson } from '../../src/ledger/hashing.js';
 import { AUTH, settleLedger, startTestApp, type TestApp } from '../support/app.js';
 import { bearer, createKey } from '../support/auth.js';
 import { loadScenarios } from '../support/scenarios.js';
@@ -214,6 +215,11 @@ describe('the period compliance report', () => {
     await settleLedger(t);
     const again = await period({ format: 'json', asOf }).expect(200);
     expect(again.text).toBe(first.text);
+    // Streamed in pieces, and still the canonical text of the report, with its headers.
+    expect(first.text).toBe(canonicalJson(first.body));
+    expect(first.headers['content-type']).toBe('application/json; charset=utf-8');
+    expect(first.headers['x-ledger-position']).toBe(String(asOf));
+    expect(first.headers['content-disposition']).toBe(`attachment; filename="compliance-at-${asOf}.json"`);
     const csv = await period({ format: 'csv', asOf }).expect(200);
     const rows = parse(csv.text, { columns: true }) as Record<string, string>[];
     expect(rows).toHaveLength(first.body.rollouts.length);

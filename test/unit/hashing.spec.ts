@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { entryLine } from '../../src/ledger/export-format.js';
 import {
   canonicalJson,
+  canonicalJsonChunks,
   chainHash,
   checkpointPayload,
   eventHash,
@@ -165,6 +166,39 @@ describe('canonicalJson (RFC 8785)', () => {
         expect(canonicalJson(value)).toBe(referenceCanonical(value));
       }),
     );
+  });
+
+  it('in chunks, joins to the same text, for any value and any chunk size', () => {
+    fc.assert(
+      fc.property(
+        anyJson,
+        fc.integer({ min: 1, max: 64 }),
+        fc.integer({ min: 0, max: 5 }),
+        (value, size, depth) => {
+          const pieces = [...canonicalJsonChunks(value, size, depth)];
+          expect(pieces.join('')).toBe(canonicalJson(value));
+          // No piece is empty, and none much longer than asked unless one member is.
+          expect(pieces.every((p) => p.length > 0)).toBe(true);
+        },
+      ),
+    );
+  });
+
+  it('in chunks, writes what has no JSON form, and keys JavaScript enumerates first, as canonicalJson does', () => {
+    const value = {
+      b: [undefined, 1, Symbol('s'), { z: undefined, y: 2, s: Symbol('t') }],
+      '10': { '9': 1, '10': 2, a: 3 },
+      '9': 'nine',
+      a: undefined,
+      __proto__: null,
+      own: JSON.parse('{"__proto__": 1, "a": 2}'),
+      d: new Date(0),
+      rows: Array.from({ length: 50 }, (_, i) => ({ i, s: 'x'.repeat(i) })),
+    };
+    for (const size of [1, 100, 1 << 20]) {
+      expect([...canonicalJsonChunks(value, size)].join('')).toBe(canonicalJson(value));
+    }
+    expect([...canonicalJsonChunks(value, 100)].length).toBeGreaterThan(5);
   });
 
   it('sorts keys that JavaScript enumerates first (array indices) as text, and keeps "__proto__"', () => {
