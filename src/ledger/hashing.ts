@@ -142,11 +142,14 @@ export function canonicalJson(value: unknown): string {
 }
 
 /**
- * `canonicalJson(value)` in pieces of about `chunkChars` characters, for a value too large to
- * hold twice (a period report over 100,000 rollouts is about 100 MB of JSON): the joined pieces
- * are the same text. Plain objects and arrays down to `depth` levels are walked here, each of
- * their members written by `canonicalJson` on its own; so the whole text is never held, and
- * neither is a sorted copy of the whole value.
+ * `canonicalJson(value)` in pieces, for a value too large to hold twice (a period report over
+ * 100,000 rollouts is about 100 MB of JSON): every piece but the last is at least `chunkChars`
+ * long, and the joined pieces are the same text for any JSON value (and for Dates, `toJSON`,
+ * `undefined` and symbols; a function inside an array or object is written as `JSON.stringify`
+ * writes it, where `canonicalJson`'s fallback, the `canonicalize` package, writes text that is
+ * not JSON). Plain objects and arrays down to `depth` levels are walked here, each of their
+ * members written by `canonicalJson` on its own; so the whole text is never held, and neither is
+ * a sorted copy of the whole value.
  *
  * @example
  * for (const piece of canonicalJsonChunks(report)) stream.write(piece);
@@ -154,8 +157,14 @@ export function canonicalJson(value: unknown): string {
 export function* canonicalJsonChunks(value: unknown, chunkChars = 64 * 1024, depth = 3): Generator<string> {
   let out = '';
   function* walk(v: unknown, level: number): Generator<string> {
-    const walkable = level < depth && v !== null && typeof v === 'object';
-    if (walkable && Array.isArray(v)) {
+    // What has a toJSON method is written as canonicalJson writes it (a Date, say).
+    const walkable =
+      level < depth &&
+      v !== null &&
+      typeof v === 'object' &&
+      typeof (v as { toJSON?: unknown }).toJSON !== 'function';
+    // An array with holes too: canonicalJson's slow path has its own way with them.
+    if (walkable && Array.isArray(v) && isDense(v)) {
       out += '[';
       for (let i = 0; i < v.length; i++) {
         if (i > 0) out += ',';
@@ -193,6 +202,12 @@ export function* canonicalJsonChunks(value: unknown, chunkChars = 64 * 1024, dep
   }
   yield* walk(value, 0);
   if (out !== '') yield out;
+}
+
+/** Whether every index of the array holds an element (no holes). */
+function isDense(array: readonly unknown[]): boolean {
+  for (let i = 0; i < array.length; i++) if (!(i in array)) return false;
+  return true;
 }
 
 /** SHA-256 of the UTF-8 bytes, hex. One-shot `crypto.hash`: no Hash object per call (a quarter faster). */

@@ -45,15 +45,11 @@ function entriesAfter(db: Kysely<Database>, after: number, limit: number) {
     .limit(limit);
 }
 
-/** The entries at positions from..to (both included), in order: a window of the ledger. */
-function entriesBetween(db: Kysely<Database>, from: number, to: number) {
-  return db
-    .selectFrom('ledger as l')
-    .innerJoin('event as e', 'e.id', 'l.event_row_id')
-    .where('l.position', '>=', from)
-    .where('l.position', '<=', to)
-    .orderBy('l.position');
-}
+/**
+ * Whether an event's stored canonical text still says what its `jsonb` says: null (so false in a
+ * `case`) when it has no text.
+ */
+const TEXT_AGREES = sql<boolean>`(e.data_jcs::jsonb = e.data and e.metadata_jcs::jsonb = e.metadata)`;
 
 /** Where the sequencer's next read starts: after this (tx_id, event row id), in commit order. */
 export interface SequencerCursor {
@@ -247,31 +243,44 @@ export class LedgerRepository {
   }
 
   /**
-   * The entries at positions from..to, in order, as `read` gives them but with each payload as the
-   * canonical text the append hashed and stored (`event.data_jcs`/`metadata_jcs`), and
-   * `recorded_at` rendered by Postgres: nothing is parsed into values. An event stored without
-   * that text (appended before migration 000700) has its jsonb read and canonicalised instead.
+   * The entries at positions from..to, in order, as `read` gives them but with each payload as
+   * RFC 8785 text, and `recorded_at` rendered by Postgres: what the CSV export writes. The text is
+   * the one the append stored (`event.data_jcs`/`metadata_jcs`) where it still says what the
+   * `jsonb` says, which is then not parsed; otherwise the `jsonb` is read and canonicalised, as
+   * `read` would (see `readLines` for why).
    */
   async readText(from: number, to: number): Promise<LedgerEntryText[]> {
-    const rows = await entriesBetween(this.db, from, to)
-      .select([
-        'l.position',
-        'l.hash',
-        'l.prev_hash',
-        'e.stream_id',
-        'e.stream_version',
-        'e.event_id',
-        'e.type',
-        'e.schema_version',
-        'e.data_jcs',
-        'e.metadata_jcs',
-        sql<Json | null>`case when e.data_jcs is null then e.data end`.as('data'),
-        sql<Json | null>`case when e.metadata_jcs is null then e.metadata end`.as('metadata'),
-        isoText('e.recorded_at').as('recorded_at_iso'),
-        'e.hash as event_hash',
-        'e.prev_hash as event_prev_hash',
-      ])
-      .execute();
+    const { rows } = await sql<{
+      position: number;
+      hash: string;
+      prev_hash: string;
+      stream_id: string;
+      stream_version: number;
+      event_id: string;
+      type: string;
+      schema_version: number;
+      data_jcs: string | null;
+      metadata_jcs: string | null;
+      data: Json | null;
+      metadata: Json | null;
+      recorded_at_iso: string;
+      event_hash: string;
+      event_prev_hash: string;
+    }>`
+      select l.position, l.hash, l.prev_hash, e.stream_id, e.stream_version, e.event_id, e.type,
+        e.schema_version,
+        case when c.agrees then e.data_jcs end as data_jcs,
+        case when c.agrees then e.metadata_jcs end as metadata_jcs,
+        case when c.agrees then null else e.data end as data,
+        case when c.agrees then null else e.metadata end as metadata,
+        ${isoText('e.recorded_at')} as recorded_at_iso,
+        e.hash as event_hash, e.prev_hash as event_prev_hash
+      from ledger l
+      join event e on e.id = l.event_row_id
+      -- offset 0 keeps the comparison in its own subquery: made once a row, not once a use.
+      cross join lateral (select coalesce(${TEXT_AGREES}, false) as agrees offset 0) c
+      where l.position between ${from} and ${to}
+      order by l.position`.execute(this.db);
     return rows.map((r) => ({
       position: r.position,
       hash: r.hash,
@@ -292,25 +301,30 @@ export class LedgerRepository {
   /**
    * The export lines of the entries at positions from..to, in order, each built by Postgres from
    * the canonical text the append stored: `entryLine` of `readText`'s entry, the same bytes, with
-   * nothing for Node to parse but one string a row. An entry whose event was stored without that
-   * text (before migration 000700) has no line (`null`): `readText` gives it.
+   * nothing for Node to parse but one string a row. An entry has no line (`null`; `readText`
+   * gives it) when its event has no stored text (appended before migration 000700), or when that
+   * text no longer says what the `jsonb` says.
    *
-   * Why Postgres builds the line: joining the text in Node still cost a string per column and a
-   * third of the export's thread in building and collecting them; Postgres joins it while it reads
-   * the row (docs/benchmarks.md, session 16).
+   * Why the comparison: the `jsonb` is what everything served is built from, and what `verify`
+   * hashes; the text is what the sequencer hashed. The append makes them agree, so they differ
+   * only if someone edited one behind the triggers. An export that wrote the text regardless
+   * would then verify offline while the reports said otherwise. Written from the `jsonb`, such an
+   * entry fails offline verification at its position, as it fails `verify`. The comparison parses
+   * the text as `jsonb` (3.4 microseconds a row on bench_report_100000, session 16); equal `jsonb` values
+   * give equal canonical text (their numbers are equal, so are the doubles JavaScript reads).
    *
-   * The strings come out as `JSON.stringify` writes them, which is RFC 8785's form: `to_json` of a
-   * text escapes `"` and `\\`, writes \b \f \n \r \t, and every other character below U+0020 as
-   * \u00xx in lower case, leaving the rest as it is, as `JSON.stringify` does. (Postgres text holds
-   * no lone surrogates and no U+0000, the only other characters JSON.stringify escapes.) The
-   * integers are written as JavaScript writes a safe integer. The integration tests hold the lines
-   * to `entryLine` on awkward payloads and names.
+   * Why Postgres builds the line: joined in Node, the export was bound by the service's thread
+   * (docs/benchmarks.md, session 16). The strings come out as `JSON.stringify` writes them, which
+   * is RFC 8785's form: `to_json` of a text escapes `"` and `\\`, writes \b \f \n \r \t, and
+   * every other character below U+0020 as \u00xx in lower case, leaving the rest as it is, as
+   * `JSON.stringify` does. (Postgres text holds no lone surrogates and no U+0000, the only other
+   * characters JSON.stringify escapes.) The integers are written as JavaScript writes a safe
+   * integer. The integration tests hold the lines to `entryLine` on awkward payloads and names.
    */
   async readLines(from: number, to: number): Promise<{ position: number; line: string | null }[]> {
-    return entriesBetween(this.db, from, to)
-      .select([
-        'l.position',
-        sql<string | null>`case when e.data_jcs is not null and e.metadata_jcs is not null then
+    const { rows } = await sql<{ position: number; line: string | null }>`
+      select l.position,
+        case when ${TEXT_AGREES} then
           '{"data":' || e.data_jcs
           || ',"eventHash":' || to_json(e.hash)::text
           || ',"eventId":' || to_json(e.event_id)::text
@@ -325,9 +339,12 @@ export class LedgerRepository {
           || ',"streamVersion":' || e.stream_version::text
           || ',"type":' || to_json(e.type)::text
           || '}'
-        end`.as('line'),
-      ])
-      .execute();
+        end as line
+      from ledger l
+      join event e on e.id = l.event_row_id
+      where l.position between ${from} and ${to}
+      order by l.position`.execute(this.db);
+    return rows;
   }
 
   /**

@@ -7,9 +7,15 @@ import { csvLine } from './csv.js';
 
 export type ExportFormat = 'ndjson' | 'csv';
 
-/** Entries read per query: memory stays bounded by one page, whatever the range. */
+/**
+ * Entries read per query: memory stays bounded by a few pages (AHEAD out, one being written, and
+ * a re-read of its entries without a line), whatever the range.
+ */
 const PAGE = 1000;
-/** Queries out at once: two keep Postgres reading while the service writes. */
+/**
+ * Queries out at once: two keep Postgres reading while the service writes. An export so holds up
+ * to three of the pool's connections while it runs (docs/operations.md).
+ */
 const AHEAD = 2;
 /** Lines are handed to the HTTP response in chunks of about this many characters. */
 const CHUNK_CHARS = 64 * 1024;
@@ -81,16 +87,33 @@ export class LedgerExporter {
     }
     let entries = 0;
     for await (const page of this.pages(range, (from, to) => this.ledger.readLines(from, to))) {
-      const lines = page.every((row) => row.line !== null)
-        ? page.map((row) => row.line as string)
-        : // A page holding an entry stored without its canonical text: read it as text entries.
-          (await this.ledger.readText(page[0]?.position ?? 1, page.at(-1)?.position ?? 0)).map(entryLine);
+      const lines = await this.withMissingLines(page);
       for (const line of lines) {
         entries++;
         yield line;
       }
     }
     yield canonicalJson({ kind: 'end', entries, checkpoints });
+  }
+
+  /**
+   * The page's lines, with those Postgres did not build (an event without stored canonical text,
+   * or whose text no longer says what its jsonb says: `LedgerRepository.readLines`) joined here
+   * from `readText`, which reads just the positions from the first such entry to the last.
+   */
+  private async withMissingLines(page: { position: number; line: string | null }[]): Promise<string[]> {
+    const missing = page.filter((row) => row.line === null);
+    const first = missing[0];
+    const last = missing.at(-1);
+    if (!first || !last) return page.map((row) => row.line as string);
+    const joined = new Map(
+      (await this.ledger.readText(first.position, last.position)).map((e) => [e.position, entryLine(e)]),
+    );
+    return page.map((row) => {
+      const line = row.line ?? joined.get(row.position);
+      if (line === undefined) throw new Error(`ledger entry ${row.position} could not be read again`);
+      return line;
+    });
   }
 
   async *csv(range: ExportRange): AsyncGenerator<string> {

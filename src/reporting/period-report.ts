@@ -92,7 +92,10 @@ export class PeriodAccumulator {
     if (ok) d.compliant++;
     this.perDay.set(day, d);
     for (const rb of r.rollbacks) {
-      const seconds = rb.completedAt ? (Date.parse(rb.completedAt) - Date.parse(rb.startedAt)) / 1000 : null;
+      const elapsed = rb.completedAt ? (Date.parse(rb.completedAt) - Date.parse(rb.startedAt)) / 1000 : null;
+      // Never NaN: the JSON is streamed after its headers, where a value with no JSON form would
+      // cut the body short instead of answering 500 (report-files.ts).
+      const seconds = elapsed !== null && Number.isFinite(elapsed) ? elapsed : null;
       this.rollbackItems.push({
         rolloutId: r.rollout.id,
         reason: rb.reason,

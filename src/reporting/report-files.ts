@@ -7,7 +7,7 @@ import type { ReportFormat } from './reports.service.js';
 import { periodReportCsv, rolloutReportCsv } from './rollout-report.csv.js';
 import type { RolloutReport } from './rollout-report.js';
 
-/** A report rendered as a file to send: its bytes, media type and name. */
+/** A report rendered as a file to send: its body (bytes, or a stream of them), media type and name. */
 export interface ReportFile {
   /** A stream for a body that can be large (a period report's JSON), sent as it is made. */
   body: string | Buffer | Readable;

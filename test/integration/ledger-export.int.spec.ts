@@ -1,9 +1,13 @@
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EventStore } from '../../src/event-store/event-store.repository.js';
 import { entryLine } from '../../src/ledger/export-format.js';
 import { canonicalJson } from '../../src/ledger/hashing.js';
 import { LedgerRepository } from '../../src/ledger/ledger.repository.js';
+import { verifyExportFile } from '../../src/ledger/offline-verify.js';
 import { SequencerService } from '../../src/ledger/sequencer.service.js';
 import { LedgerExporter } from '../../src/reporting/ledger-export.js';
 import { startTestApp, type TestApp } from '../support/app.js';
@@ -17,8 +21,10 @@ import { startTestApp, type TestApp } from '../support/app.js';
 describe('the export reads entries as stored text', () => {
   let t: TestApp;
   let repo: LedgerRepository;
+  // Every control character JSON escapes, then the C1 controls and DEL, which it does not.
   const controls = Array.from({ length: 31 }, (_, i) => String.fromCharCode(i + 1)).join('');
-  const NAME = `q"b\\s/${controls}\u007f\u2028é😀`;
+  const c1 = Array.from({ length: 33 }, (_, i) => String.fromCharCode(0x7f + i)).join('');
+  const NAME = `q"b\\s/${controls}${c1}\u2028\u2029é😀`;
   const awkward = {
     z: 1,
     a: [1.5, -0, 1e21, 0.1, 333333333.3333333, -1e-7],
@@ -88,5 +94,56 @@ describe('the export reads entries as stored text', () => {
       (await repo.read(from - 1, to - from + 1)).map((e) => canonicalJson({ kind: 'entry', ...e }));
     expect(await exported(1, 2)).toEqual(await canonical(1, 2));
     expect(await exported(2, 4)).toEqual(await canonical(2, 4));
+  });
+});
+
+describe('an export of a ledger whose jsonb was edited behind the triggers', () => {
+  let t: TestApp;
+  let dir: string;
+  beforeAll(async () => {
+    t = await startTestApp({ env: { SEQUENCER_ENABLED: 'false' } });
+    dir = await mkdtemp(path.join(tmpdir(), 'ledger-export-'));
+  });
+  afterAll(async () => {
+    await t?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const exportFile = async (name: string): Promise<string> => {
+    const exporter = new LedgerExporter(t.app.get(LedgerRepository));
+    let body = '';
+    for await (const chunk of exporter.ndjson(await exporter.range(undefined, undefined))) body += chunk;
+    const file = path.join(dir, name);
+    await writeFile(file, body);
+    return file;
+  };
+
+  it('exports an empty ledger as a header, the key and an end line, which verify', async () => {
+    const file = await exportFile('empty.ndjson');
+    const lines = (await readFile(file, 'utf8')).split('\n').filter((l) => l !== '');
+    expect(lines.map((l) => JSON.parse(l).kind)).toEqual(['header', 'key', 'end']);
+    expect(JSON.parse(lines[0] ?? '')).toMatchObject({ from: 1, to: 0 });
+    expect(JSON.parse(lines[2] ?? '')).toEqual({ kind: 'end', entries: 0, checkpoints: 0 });
+    expect(await verifyExportFile({ file })).toMatchObject({ ok: true, entries: 0 });
+  });
+
+  it('writes the edited entry from the jsonb, so that offline verification fails at it', async () => {
+    const store = t.app.get(EventStore);
+    for (let i = 0; i < 3; i++)
+      await store.append(`edited-${i}`, [{ type: 'Noted', data: { i }, metadata: {} }]);
+    expect(await t.app.get(SequencerService).drain()).toBe(3);
+    expect(await verifyExportFile({ file: await exportFile('before.ndjson') })).toMatchObject({ ok: true });
+
+    // The value every report is built from changes; the stored text, which the sequencer hashed,
+    // does not.
+    await t.handle.db.transaction().execute(async (trx) => {
+      await sql`set local session_replication_role = replica`.execute(trx);
+      await sql`update event set data = '{"i": 99}'::jsonb where stream_id = 'edited-1'`.execute(trx);
+    });
+    const repo = t.app.get(LedgerRepository);
+    expect((await repo.readLines(1, 3)).map((r) => r.line === null)).toEqual([false, true, false]);
+    expect((await repo.readText(2, 2))[0]?.dataJcs).toBe('{"i":99}');
+    const outcome = await verifyExportFile({ file: await exportFile('after.ndjson') });
+    expect(outcome).toMatchObject({ ok: false, brokenAt: 2 });
   });
 });

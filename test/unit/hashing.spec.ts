@@ -177,14 +177,15 @@ describe('canonicalJson (RFC 8785)', () => {
         (value, size, depth) => {
           const pieces = [...canonicalJsonChunks(value, size, depth)];
           expect(pieces.join('')).toBe(canonicalJson(value));
-          // No piece is empty, and none much longer than asked unless one member is.
+          // Every piece but the last is as long as asked, and none is empty.
+          expect(pieces.slice(0, -1).every((p) => p.length >= size)).toBe(true);
           expect(pieces.every((p) => p.length > 0)).toBe(true);
         },
       ),
     );
   });
 
-  it('in chunks, writes what has no JSON form, and keys JavaScript enumerates first, as canonicalJson does', () => {
+  it('in chunks, writes what has no JSON form, toJSON, holes and keys JavaScript enumerates first, as canonicalJson does', () => {
     const value = {
       b: [undefined, 1, Symbol('s'), { z: undefined, y: 2, s: Symbol('t') }],
       '10': { '9': 1, '10': 2, a: 3 },
@@ -194,6 +195,10 @@ describe('canonicalJson (RFC 8785)', () => {
       own: JSON.parse('{"__proto__": 1, "a": 2}'),
       d: new Date(0),
       rows: Array.from({ length: 50 }, (_, i) => ({ i, s: 'x'.repeat(i) })),
+      custom: { a: 1, toJSON: () => ({ z: [2, 1], y: 'custom' }) },
+      list: Object.assign([3, 2], { toJSON: () => 'list' }),
+      // biome-ignore lint/suspicious/noSparseArray: the hole is the point
+      holes: [1, , 3],
     };
     for (const size of [1, 100, 1 << 20]) {
       expect([...canonicalJsonChunks(value, size)].join('')).toBe(canonicalJson(value));
