@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { InvalidInput } from '../common/errors.js';
+import { sqlState } from '../database/pg-errors.js';
 import { EXPORT_CSV_COLUMNS, EXPORT_FORMAT, type ExportHeader, entryLine } from '../ledger/export-format.js';
 import { canonicalJson } from '../ledger/hashing.js';
 import { LedgerRepository } from '../ledger/ledger.repository.js';
@@ -86,7 +87,15 @@ export class LedgerExporter {
       after = last.position;
     }
     let entries = 0;
-    for await (const page of this.pages(range, (from, to) => this.ledger.readLines(from, to))) {
+    const read = (from: number, to: number) =>
+      this.ledger.readLines(from, to).catch(async (err: unknown) => {
+        if (!isDataException(err)) throw err;
+        return (await this.ledger.readText(from, to, false)).map((e) => ({
+          position: e.position,
+          line: entryLine(e),
+        }));
+      });
+    for await (const page of this.pages(range, read)) {
       const lines = await this.withMissingLines(page);
       for (const line of lines) {
         entries++;
@@ -120,7 +129,12 @@ export class LedgerExporter {
     const self = this;
     async function* rows(): AsyncGenerator<string> {
       yield csvLine([...EXPORT_CSV_COLUMNS]);
-      for await (const page of self.pages(range, (from, to) => self.ledger.readText(from, to))) {
+      const read = (from: number, to: number) =>
+        self.ledger.readText(from, to).catch((err: unknown) => {
+          if (!isDataException(err)) throw err;
+          return self.ledger.readText(from, to, false);
+        });
+      for await (const page of self.pages(range, read)) {
         for (const e of page) {
           yield csvLine([
             e.position,
@@ -170,6 +184,15 @@ export class LedgerExporter {
       if (rows.length > 0) yield rows;
     }
   }
+}
+
+/**
+ * A Postgres data exception (SQLSTATE class 22): here, an event's stored canonical text that was
+ * edited behind the triggers into something that is not JSON, which its cast to `jsonb` refuses
+ * (`LedgerRepository.readLines`). The window is then read again from the `jsonb` alone.
+ */
+function isDataException(err: unknown): boolean {
+  return sqlState(err)?.startsWith('22') ?? false;
 }
 
 /** Joins small pieces into chunks of about CHUNK_CHARS, so the response is not written line by line. */

@@ -1,7 +1,7 @@
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { sql } from 'kysely';
+import { type RawBuilder, sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EventStore } from '../../src/event-store/event-store.repository.js';
 import { entryLine } from '../../src/ledger/export-format.js';
@@ -127,7 +127,27 @@ describe('an export of a ledger whose jsonb was edited behind the triggers', () 
     expect(await verifyExportFile({ file })).toMatchObject({ ok: true, entries: 0 });
   });
 
-  it('writes the edited entry from the jsonb, so that offline verification fails at it', async () => {
+  /** Runs an UPDATE of `event` as an attacker would: with every trigger off. */
+  const edit = (statement: RawBuilder<unknown>) =>
+    t.handle.db.transaction().execute(async (trx) => {
+      await sql`set local session_replication_role = replica`.execute(trx);
+      await statement.execute(trx);
+    });
+  /** Each entry's event as the append stored it, to put back after a case. */
+  const restore = () =>
+    edit(
+      sql`update event set data = data_jcs::jsonb, metadata = '{}'::jsonb where stream_id like 'edited-%'`,
+    );
+  const exported = async (name: string) => {
+    const file = await exportFile(name);
+    const lines = (await readFile(file, 'utf8')).split('\n').filter((l) => l !== '');
+    return { file, entries: lines.filter((l) => JSON.parse(l).kind === 'entry') };
+  };
+  /** The entry lines an export must hold: canonicalJson of each entry as `read` gives it (the jsonb). */
+  const fromJsonb = async () =>
+    (await t.app.get(LedgerRepository).read(0, 10)).map((e) => canonicalJson({ kind: 'entry', ...e }));
+
+  it('writes an entry whose jsonb data was edited from the jsonb, so offline verification fails at it', async () => {
     const store = t.app.get(EventStore);
     for (let i = 0; i < 3; i++)
       await store.append(`edited-${i}`, [{ type: 'Noted', data: { i }, metadata: {} }]);
@@ -136,14 +156,54 @@ describe('an export of a ledger whose jsonb was edited behind the triggers', () 
 
     // The value every report is built from changes; the stored text, which the sequencer hashed,
     // does not.
-    await t.handle.db.transaction().execute(async (trx) => {
-      await sql`set local session_replication_role = replica`.execute(trx);
-      await sql`update event set data = '{"i": 99}'::jsonb where stream_id = 'edited-1'`.execute(trx);
-    });
+    await edit(sql`update event set data = '{"i": 99}'::jsonb where stream_id = 'edited-1'`);
     const repo = t.app.get(LedgerRepository);
     expect((await repo.readLines(1, 3)).map((r) => r.line === null)).toEqual([false, true, false]);
     expect((await repo.readText(2, 2))[0]?.dataJcs).toBe('{"i":99}');
-    const outcome = await verifyExportFile({ file: await exportFile('after.ndjson') });
-    expect(outcome).toMatchObject({ ok: false, brokenAt: 2 });
+    const after = await exported('after.ndjson');
+    expect(after.entries).toEqual(await fromJsonb());
+    expect(await verifyExportFile({ file: after.file })).toMatchObject({ ok: false, brokenAt: 2 });
+    await restore();
+    expect(await verifyExportFile({ file: await exportFile('restored.ndjson') })).toMatchObject({ ok: true });
+  });
+
+  it('does the same for an edit of the metadata alone', async () => {
+    await edit(sql`update event set metadata = '{"by": "someone else"}'::jsonb where stream_id = 'edited-2'`);
+    const repo = t.app.get(LedgerRepository);
+    expect((await repo.readLines(1, 3)).map((r) => r.line === null)).toEqual([false, false, true]);
+    expect((await repo.readText(3, 3))[0]?.metadataJcs).toBe('{"by":"someone else"}');
+    const after = await exported('metadata.ndjson');
+    expect(after.entries).toEqual(await fromJsonb());
+    expect(await verifyExportFile({ file: after.file })).toMatchObject({ ok: false, brokenAt: 3 });
+    await restore();
+  });
+
+  it('joins the lines of entries edited apart, with one between them as stored', async () => {
+    await edit(sql`update event set data = '{"i": -1}'::jsonb where stream_id in ('edited-0', 'edited-2')`);
+    expect((await t.app.get(LedgerRepository).readLines(1, 3)).map((r) => r.line === null)).toEqual([
+      true,
+      false,
+      true,
+    ]);
+    expect((await exported('apart.ndjson')).entries).toEqual(await fromJsonb());
+    await restore();
+  });
+
+  it('writes from the jsonb, and verifies, an entry whose stored text alone was edited', async () => {
+    for (const text of [
+      '{"i":5}', // another value: the text no longer says what the jsonb says
+      '{"i":', // not JSON at all: the cast refuses it, and the window is read again without it
+      '{\n"i":1}', // the same value, with a line break that would split the export's line
+    ]) {
+      await edit(sql`update event set data_jcs = ${text} where stream_id = 'edited-1'`);
+      const after = await exported('text.ndjson');
+      expect(after.entries, text).toEqual(await fromJsonb());
+      expect(await verifyExportFile({ file: after.file }), text).toMatchObject({ ok: true, entries: 3 });
+      let csv = '';
+      const exporter = new LedgerExporter(t.app.get(LedgerRepository));
+      for await (const chunk of exporter.csv(await exporter.range(undefined, undefined))) csv += chunk;
+      expect(csv, text).toContain('"{""i"":1}"');
+    }
+    await edit(sql`update event set data_jcs = '{"i":1}' where stream_id = 'edited-1'`);
   });
 });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { evaluateRollout } from '../../../src/compliance/rulebook.js';
+import { canonicalJson, canonicalJsonChunks } from '../../../src/ledger/hashing.js';
 import { buildPeriodReport } from '../../../src/reporting/period-report.js';
 import { complianceOverTime, ruleRates, stepTimeline } from '../../../src/reporting/render/charts.js';
 import type { Drawing, Shape } from '../../../src/reporting/render/drawing.js';
@@ -130,6 +131,28 @@ describe('charts', () => {
     expect(d.shapes.filter((s) => s.kind === 'polyline')).toHaveLength(1);
     expect(d.description).toContain('2026-11-01: 3 of 4');
     expect(texts(complianceOverTime([])).some((t) => t.text === 'No rollouts in this period.')).toBe(true);
+  });
+
+  it('a period report never holds a recovery time that has no JSON form', () => {
+    // Its JSON is streamed after the headers: a NaN would cut the body short instead of a 500.
+    const odd = reportOf();
+    odd.rollbacks = [
+      { reason: 'odd', toStepId: null, startedAt: 'not a time', completedAt: '2026-11-01T00:00:00.000Z' },
+      {
+        reason: 'ok',
+        toStepId: null,
+        startedAt: '2026-11-01T00:00:00.000Z',
+        completedAt: '2026-11-01T00:00:30.000Z',
+      },
+    ];
+    const report = buildPeriodReport(
+      [odd],
+      { from: null, to: null, product: null, environment: null },
+      basis,
+    );
+    expect(report.rollbacks.items.map((i) => i.seconds)).toEqual([null, 30]);
+    expect(report.rollbacks.meanTimeToRecoverSeconds).toBe(30);
+    expect([...canonicalJsonChunks(report, 64)].join('')).toBe(canonicalJson(report));
   });
 
   it('rule rates label each rule with its rate, or "not judged"', () => {
