@@ -56,6 +56,36 @@ const TEXT_AGREES = sql<boolean>`(strpos(e.data_jcs, E'\n') = 0 and strpos(e.dat
   and strpos(e.metadata_jcs, E'\n') = 0 and strpos(e.metadata_jcs, E'\r') = 0
   and e.data_jcs::jsonb = e.data and e.metadata_jcs::jsonb = e.metadata)`;
 
+/** The columns of a ledger entry's row besides its payload and time, as the readers select them. */
+interface EnvelopeRow {
+  position: number;
+  hash: string;
+  prev_hash: string;
+  stream_id: string;
+  stream_version: number;
+  event_id: string;
+  type: string;
+  schema_version: number;
+  event_hash: string;
+  event_prev_hash: string;
+}
+
+/** A ledger row's fields that every reader of whole entries gives alike: all but payload and time. */
+function envelopeOf(r: EnvelopeRow): Omit<LedgerEntry, 'data' | 'metadata' | 'recordedAt'> {
+  return {
+    position: r.position,
+    hash: r.hash,
+    prevHash: r.prev_hash,
+    streamId: r.stream_id,
+    streamVersion: r.stream_version,
+    eventId: r.event_id,
+    type: r.type,
+    schemaVersion: r.schema_version,
+    eventHash: r.event_hash,
+    eventPrevHash: r.event_prev_hash,
+  };
+}
+
 /** Where the sequencer's next read starts: after this (tx_id, event row id), in commit order. */
 export interface SequencerCursor {
   tx_id: string;
@@ -231,19 +261,10 @@ export class LedgerRepository {
   async read(after: number, limit: number, executor: Kysely<Database> = this.db): Promise<LedgerEntry[]> {
     const rows = await entriesAfter(executor, after, limit).select(LEDGER_COLUMNS).execute();
     return rows.map((r) => ({
-      position: r.position,
-      hash: r.hash,
-      prevHash: r.prev_hash,
-      streamId: r.stream_id,
-      streamVersion: r.stream_version,
-      eventId: r.event_id,
-      type: r.type,
-      schemaVersion: r.schema_version,
+      ...envelopeOf(r),
       data: r.data,
       metadata: r.metadata as { [key: string]: Json },
       recordedAt: r.recorded_at.toISOString(),
-      eventHash: r.event_hash,
-      eventPrevHash: r.event_prev_hash,
     }));
   }
 
@@ -256,23 +277,15 @@ export class LedgerRepository {
    */
   async readText(from: number, to: number, storedText = true): Promise<LedgerEntryText[]> {
     const agrees = storedText ? sql<boolean>`coalesce(${TEXT_AGREES}, false)` : sql<boolean>`false`;
-    const { rows } = await sql<{
-      position: number;
-      hash: string;
-      prev_hash: string;
-      stream_id: string;
-      stream_version: number;
-      event_id: string;
-      type: string;
-      schema_version: number;
-      data_jcs: string | null;
-      metadata_jcs: string | null;
-      data: Json | null;
-      metadata: Json | null;
-      recorded_at_iso: string;
-      event_hash: string;
-      event_prev_hash: string;
-    }>`
+    const { rows } = await sql<
+      EnvelopeRow & {
+        data_jcs: string | null;
+        metadata_jcs: string | null;
+        data: Json | null;
+        metadata: Json | null;
+        recorded_at_iso: string;
+      }
+    >`
       select l.position, l.hash, l.prev_hash, e.stream_id, e.stream_version, e.event_id, e.type,
         e.schema_version,
         case when c.agrees then e.data_jcs end as data_jcs,
@@ -288,19 +301,10 @@ export class LedgerRepository {
       where l.position between ${from} and ${to}
       order by l.position`.execute(this.db);
     return rows.map((r) => ({
-      position: r.position,
-      hash: r.hash,
-      prevHash: r.prev_hash,
-      streamId: r.stream_id,
-      streamVersion: r.stream_version,
-      eventId: r.event_id,
-      type: r.type,
-      schemaVersion: r.schema_version,
+      ...envelopeOf(r),
       dataJcs: r.data_jcs ?? canonicalJson(r.data),
       metadataJcs: r.metadata_jcs ?? canonicalJson(r.metadata),
       recordedAt: r.recorded_at_iso,
-      eventHash: r.event_hash,
-      eventPrevHash: r.event_prev_hash,
     }));
   }
 

@@ -147,6 +147,18 @@ describe('an export of a ledger whose jsonb was edited behind the triggers', () 
   const fromJsonb = async () =>
     (await t.app.get(LedgerRepository).read(0, 10)).map((e) => canonicalJson({ kind: 'entry', ...e }));
 
+  /**
+   * Which of entries 1..3 Postgres wrote no line for, that the export holds each entry as the
+   * jsonb says it, and that it fails offline verification at the first edited one.
+   */
+  const expectWrittenFromJsonb = async (missing: boolean[], brokenAt: number) => {
+    const lines = await t.app.get(LedgerRepository).readLines(1, 3);
+    expect(lines.map((r) => r.line === null)).toEqual(missing);
+    const after = await exported(`edited-${missing.join('-')}.ndjson`);
+    expect(after.entries).toEqual(await fromJsonb());
+    expect(await verifyExportFile({ file: after.file })).toMatchObject({ ok: false, brokenAt });
+  };
+
   it('writes an entry whose jsonb data was edited from the jsonb, so offline verification fails at it', async () => {
     const store = t.app.get(EventStore);
     for (let i = 0; i < 3; i++)
@@ -157,35 +169,22 @@ describe('an export of a ledger whose jsonb was edited behind the triggers', () 
     // The value every report is built from changes; the stored text, which the sequencer hashed,
     // does not.
     await edit(sql`update event set data = '{"i": 99}'::jsonb where stream_id = 'edited-1'`);
-    const repo = t.app.get(LedgerRepository);
-    expect((await repo.readLines(1, 3)).map((r) => r.line === null)).toEqual([false, true, false]);
-    expect((await repo.readText(2, 2))[0]?.dataJcs).toBe('{"i":99}');
-    const after = await exported('after.ndjson');
-    expect(after.entries).toEqual(await fromJsonb());
-    expect(await verifyExportFile({ file: after.file })).toMatchObject({ ok: false, brokenAt: 2 });
+    await expectWrittenFromJsonb([false, true, false], 2);
+    expect((await t.app.get(LedgerRepository).readText(2, 2))[0]?.dataJcs).toBe('{"i":99}');
     await restore();
     expect(await verifyExportFile({ file: await exportFile('restored.ndjson') })).toMatchObject({ ok: true });
   });
 
   it('does the same for an edit of the metadata alone', async () => {
     await edit(sql`update event set metadata = '{"by": "someone else"}'::jsonb where stream_id = 'edited-2'`);
-    const repo = t.app.get(LedgerRepository);
-    expect((await repo.readLines(1, 3)).map((r) => r.line === null)).toEqual([false, false, true]);
-    expect((await repo.readText(3, 3))[0]?.metadataJcs).toBe('{"by":"someone else"}');
-    const after = await exported('metadata.ndjson');
-    expect(after.entries).toEqual(await fromJsonb());
-    expect(await verifyExportFile({ file: after.file })).toMatchObject({ ok: false, brokenAt: 3 });
+    await expectWrittenFromJsonb([false, false, true], 3);
+    expect((await t.app.get(LedgerRepository).readText(3, 3))[0]?.metadataJcs).toBe('{"by":"someone else"}');
     await restore();
   });
 
   it('joins the lines of entries edited apart, with one between them as stored', async () => {
     await edit(sql`update event set data = '{"i": -1}'::jsonb where stream_id in ('edited-0', 'edited-2')`);
-    expect((await t.app.get(LedgerRepository).readLines(1, 3)).map((r) => r.line === null)).toEqual([
-      true,
-      false,
-      true,
-    ]);
-    expect((await exported('apart.ndjson')).entries).toEqual(await fromJsonb());
+    await expectWrittenFromJsonb([true, false, true], 1);
     await restore();
   });
 
