@@ -88,12 +88,9 @@ export class LedgerExporter {
     }
     let entries = 0;
     const read = (from: number, to: number) =>
-      this.ledger.readLines(from, to).catch(async (err: unknown) => {
+      this.ledger.readLines(from, to).catch((err: unknown) => {
         if (!isDataException(err)) throw err;
-        return (await this.ledger.readText(from, to, false)).map((e) => ({
-          position: e.position,
-          line: entryLine(e),
-        }));
+        return this.jsonbLines(from, to);
       });
     for await (const page of this.pages(range, read)) {
       const lines = await this.withMissingLines(page);
@@ -108,7 +105,7 @@ export class LedgerExporter {
   /**
    * The page's lines, with those Postgres did not build (an event without stored canonical text,
    * or whose text no longer says what its jsonb says: `LedgerRepository.readLines`) joined here
-   * from `readText`, which reads just the positions from the first such entry to the last.
+   * from the jsonb, read just for the positions from the first such entry to the last.
    */
   private async withMissingLines(page: { position: number; line: string | null }[]): Promise<string[]> {
     const missing = page.filter((row) => row.line === null);
@@ -116,13 +113,25 @@ export class LedgerExporter {
     const last = missing.at(-1);
     if (!first || !last) return page.map((row) => row.line as string);
     const joined = new Map(
-      (await this.ledger.readText(first.position, last.position)).map((e) => [e.position, entryLine(e)]),
+      (await this.jsonbLines(first.position, last.position)).map((row) => [row.position, row.line]),
     );
     return page.map((row) => {
       const line = row.line ?? joined.get(row.position);
       if (line === undefined) throw new Error(`ledger entry ${row.position} could not be read again`);
       return line;
     });
+  }
+
+  /**
+   * The lines of the entries at positions from..to joined in Node from their jsonb, the stored
+   * canonical text left unread: for entries Postgres did not build a line for, and for a window
+   * whose stored text is no longer JSON.
+   */
+  private async jsonbLines(from: number, to: number): Promise<{ position: number; line: string }[]> {
+    return (await this.ledger.readText(from, to, false)).map((e) => ({
+      position: e.position,
+      line: entryLine(e),
+    }));
   }
 
   async *csv(range: ExportRange): AsyncGenerator<string> {

@@ -69,7 +69,7 @@ export function periodReportFile(report: PeriodReport, format: ReportFormat): Pr
  * Sends a report file with its headers. The generation time travels in a header, never in the
  * body, so the body stays deterministic. HTML opens in the browser; the other formats download.
  */
-export function sendReportFile(reply: FastifyReply, f: ReportFile): string | Buffer | Readable {
+export function sendReportFile(reply: FastifyReply, f: ReportFile): ReportFile['body'] {
   void reply
     .header('Content-Type', f.contentType)
     .header(
