@@ -14,8 +14,8 @@ import type {
 } from './ledger.types.js';
 
 export interface SequencedBatch {
-  /** Each entry's position, and its event's `recorded_at` as ISO 8601 text (UTC, milliseconds). */
-  entries: { position: number; recordedAt: string }[];
+  /** Each entry's position, and its event's `recorded_at` in milliseconds since the epoch. */
+  entries: { position: number; recordedMs: number }[];
   head: { position: number; hash: string };
 }
 
@@ -96,7 +96,8 @@ export interface SequencerCursor {
  * The sequencer's read: the next `limit` committed events after the cursor, in (tx_id, id) order,
  * a range scan of `event_tx_order_idx` from the cursor whatever the size of the table. Only events
  * of transactions below the snapshot's xmin (unless `ignoreSnapshot`). Built apart so that the
- * benchmark explains and times the very statement the sequencer runs (bench/sequencer-scale.ts).
+ * benchmark explains and times it (bench/sequencer-scale.ts). `sequence_ledger` (migration 001100)
+ * runs the same read, planned with each call's cursor.
  */
 export function unsequencedEvents(
   db: Kysely<Database>,
@@ -139,10 +140,46 @@ export class LedgerRepository {
   }
 
   /**
-   * Gives the next committed events their ledger positions, in commit order.
+   * Gives the next committed events their ledger positions, in commit order: one call of
+   * `sequence_ledger` (migration 001100), which reads the events, chains their hashes and writes
+   * the entries and the cursor in one statement, the payloads never leaving Postgres.
    *
    * Only events of transactions below the snapshot's xmin are read: every transaction below it
-   * has ended, so no event can commit later with a smaller (tx_id, id) than one already read.
+   * has ended, so no event can commit later with a smaller (tx_id, id) than one already read. The
+   * cursor moves by compare-and-set on the whole of it, and the entries are written only if it
+   * moved: a batch raced by another sequencer writes nothing and is read again from the new
+   * cursor; with `ledger.position` the primary key, there can be no gap and no duplicate either
+   * way. Events without stored canonical text (appended before migration 000700) are sequenced
+   * here instead, from their jsonb (`sequenceBatchInNode`).
+   *
+   * @param ignoreSnapshot only for `rebase-after-restore`, with the service stopped.
+   */
+  async sequenceBatch(limit: number, ignoreSnapshot = false): Promise<SequencedBatch> {
+    for (;;) {
+      const { rows } = await sql<{
+        sequenced: number;
+        head_position: number;
+        head_hash: string;
+        recorded_ms: number[];
+        moved: boolean;
+        needs_text: boolean;
+      }>`select sequenced, head_position, head_hash, recorded_ms, moved, needs_text
+           from sequence_ledger(${limit}::integer, ${ignoreSnapshot})`.execute(this.db);
+      const r = rows[0];
+      if (!r) throw new Error('sequence_ledger answered nothing');
+      if (r.moved) continue; // another sequencer moved the cursor: read again from it
+      if (r.sequenced === 0 && r.needs_text) return this.sequenceBatchInNode(limit, ignoreSnapshot);
+      const first = Number(r.head_position) - r.sequenced + 1;
+      return {
+        entries: r.recorded_ms.map((ms, i) => ({ position: first + i, recordedMs: ms })),
+        head: { position: Number(r.head_position), hash: r.head_hash },
+      };
+    }
+  }
+
+  /**
+   * `sequenceBatch` done in Node, for events without stored canonical text: their jsonb is
+   * canonicalised here. The same rules, and the same hashes, as `sequence_ledger`.
    *
    * Read, hash, then one statement that moves the cursor only if it is still where it was read
    * (compare-and-set on the whole cursor) and inserts the entries only if it did. The read and the
@@ -153,7 +190,7 @@ export class LedgerRepository {
    *
    * @param ignoreSnapshot only for `rebase-after-restore`, with the service stopped.
    */
-  async sequenceBatch(limit: number, ignoreSnapshot = false): Promise<SequencedBatch> {
+  async sequenceBatchInNode(limit: number, ignoreSnapshot = false): Promise<SequencedBatch> {
     for (;;) {
       const state = await this.db
         .selectFrom('sequencer_state')
@@ -216,7 +253,10 @@ export class LedgerRepository {
         select count(*)::text as inserted from inserted`.execute(this.db);
       if (Number(rows[0]?.inserted) !== n) continue; // the cursor moved under us: read again
       return {
-        entries: events.map((e, i) => ({ position: state.position + i + 1, recordedAt: e.recorded_at_iso })),
+        entries: events.map((e, i) => ({
+          position: state.position + i + 1,
+          recordedMs: Date.parse(e.recorded_at_iso),
+        })),
         head,
       };
     }

@@ -160,7 +160,7 @@ export class SequencerService implements OnApplicationBootstrap, OnModuleDestroy
     const { entries, head } = await this.ledger.sequenceBatch(this.config.sequencer.batchSize);
     if (entries.length > 0) {
       const now = Date.now();
-      for (const e of entries) this.metrics.sequencerLag.observe((now - Date.parse(e.recordedAt)) / 1000);
+      for (const e of entries) this.metrics.sequencerLag.observe((now - e.recordedMs) / 1000);
       this.metrics.ledgerHead.set(head.position);
       this.sequenced$.next(head);
     }

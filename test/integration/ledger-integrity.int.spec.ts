@@ -8,13 +8,14 @@ import {
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import fc from 'fast-check';
 import { type RawBuilder, sql } from 'kysely';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createApp } from '../../src/app.js';
 import type { DatabaseHandle } from '../../src/database/database.js';
 import { isoText } from '../../src/database/iso-text.js';
 import { EventStore } from '../../src/event-store/event-store.repository.js';
-import { eventHash, GENESIS_HASH } from '../../src/ledger/hashing.js';
+import { canonicalJson, eventHash, GENESIS_HASH, ledgerHashFromText } from '../../src/ledger/hashing.js';
 import { LedgerRepository } from '../../src/ledger/ledger.repository.js';
 import { LedgerService } from '../../src/ledger/ledger.service.js';
 import type { Checkpoint, LedgerEntry } from '../../src/ledger/ledger.types.js';
@@ -154,6 +155,58 @@ describe(`ledger tampering and checkpoints (${BACKEND})`, () => {
     });
     expect(rows).toHaveLength(4);
     for (const r of rows) expect(r.iso).toBe(r.d.toISOString());
+  });
+
+  it('chains in Postgres the very bytes the service and the verifier hash, whatever the strings hold', async () => {
+    // sequence_ledger joins each entry's canonical form in SQL (to_json for the strings), where the
+    // service joined it in JSON.stringify's form and the verifier rebuilds it from the values. The
+    // store only takes plain stream ids and types, so these rows go in as a replica or a restore
+    // could have written them: characters JSON escapes, ones it leaves as they are, and generated
+    // ones, in the stream id, the type and the payload.
+    const fixed = ['"', '\\', '\n\r\t\b\f', '\u0001\u001f', '\u007f', 'é€😀', '\u2028\u2029', '</script>'];
+    const generated = fc.sample(
+      fc
+        .string({ unit: 'binary', minLength: 1, maxLength: 12 })
+        .filter((x) => x.isWellFormed() && !x.includes('\0')),
+      { numRuns: 12, seed: 20261128 },
+    );
+    const strings = [...fixed, ...generated];
+    expect(strings).toHaveLength(20);
+    const recordedAt = '2026-11-28T04:30:00.123Z';
+    const from = (await ledger.head()).position + 1;
+    for (const [i, x] of strings.entries()) {
+      const e = {
+        eventId: randomUUID(),
+        streamId: `odd ${x} ${i} ${randomUUID()}`,
+        streamVersion: 1,
+        type: `Odd${x}`,
+        schemaVersion: 1 + i,
+        data: { x, i },
+        metadata: { [x]: [x] },
+        recordedAt,
+      };
+      const hash = eventHash(GENESIS_HASH, e);
+      await sql`insert into stream (stream_id, stream_type, version, head_hash)
+                values (${e.streamId}, 'odd', 1, ${hash})`.execute(t.handle.db);
+      await sql`insert into event (event_id, stream_id, stream_version, type, schema_version, data,
+                                   metadata, recorded_at, prev_hash, hash, data_jcs, metadata_jcs)
+                values (${e.eventId}::uuid, ${e.streamId}, 1, ${e.type}, ${e.schemaVersion},
+                        ${canonicalJson(e.data)}::jsonb, ${canonicalJson(e.metadata)}::jsonb, ${recordedAt},
+                        ${GENESIS_HASH}, ${hash}, ${canonicalJson(e.data)}, ${canonicalJson(e.metadata)})`.execute(
+        t.handle.db,
+      );
+    }
+    expect(await t.app.get(SequencerService).drain()).toBe(strings.length);
+    const entries = await t.app.get(LedgerRepository).read(from - 1, strings.length);
+    expect(entries.map((e) => e.type)).toEqual(strings.map((x) => `Odd${x}`));
+    let prev = await t.app.get(LedgerRepository).hashAt(from - 1);
+    for (const e of entries) {
+      expect(e.prevHash).toBe(prev);
+      const payload = { dataJcs: canonicalJson(e.data), metadataJcs: canonicalJson(e.metadata) };
+      expect(e.hash).toBe(ledgerHashFromText(e.prevHash, e.position, { ...e, hash: e.eventHash }, payload));
+      prev = e.hash;
+    }
+    expect(await ledger.verify()).toMatchObject({ ok: true });
   });
 
   it('detects an event whose data was changed behind the triggers, at exactly its position', async () => {
