@@ -46,14 +46,43 @@ export function authenticateRequest(
  */
 @Injectable()
 export class AuthGuard implements CanActivate {
+  /**
+   * Each route's access rule, by controller and handler (a handler inherited by two controllers
+   * has the class's decorators of each), read from the decorators once: they never change.
+   */
+  private readonly rules = new WeakMap<
+    object,
+    WeakMap<object, { open: boolean; allowed: readonly Role[] }>
+  >();
+
   constructor(
     private readonly reflector: Reflector,
     private readonly keys: ApiKeysService,
   ) {}
 
+  private ruleOf(context: ExecutionContext): { open: boolean; allowed: readonly Role[] } {
+    const handler = context.getHandler();
+    const controller = context.getClass();
+    let byHandler = this.rules.get(controller);
+    if (!byHandler) {
+      byHandler = new WeakMap();
+      this.rules.set(controller, byHandler);
+    }
+    let rule = byHandler.get(handler);
+    if (!rule) {
+      const targets = [handler, controller];
+      rule = {
+        open: this.reflector.getAllAndOverride<boolean>(IS_PUBLIC, targets) === true,
+        allowed: this.reflector.getAllAndOverride<Role[] | undefined>(ROLES_KEY, targets) ?? READ_ROLES,
+      };
+      byHandler.set(handler, rule);
+    }
+    return rule;
+  }
+
   async canActivate(context: ExecutionContext): Promise<boolean> {
-    const targets = [context.getHandler(), context.getClass()];
-    if (this.reflector.getAllAndOverride<boolean>(IS_PUBLIC, targets)) return true;
+    const { open, allowed } = this.ruleOf(context);
+    if (open) return true;
 
     const http = context.switchToHttp();
     const request = http.getRequest<AuthenticatedRequest>();
@@ -70,7 +99,6 @@ export class AuthGuard implements CanActivate {
     }
     request.principal = principal;
 
-    const allowed = this.reflector.getAllAndOverride<Role[] | undefined>(ROLES_KEY, targets) ?? READ_ROLES;
     if (principal.role === 'admin' || allowed.includes(principal.role)) return true;
     throw new ForbiddenException(
       `this route needs the role ${[...allowed].join(' or ')}; the key has the role ${principal.role}`,
