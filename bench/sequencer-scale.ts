@@ -208,8 +208,9 @@ const loadAverage = () =>
     .join(' ');
 
 /**
- * Walks the events after `from` in the sequencer's batches with its own read statement, `passes`
- * times, alternating the service's database layer (Kysely on its pg pool, its type parsers) with
+ * Walks the events after `from` in the sequencer's batches with its read statement (the one
+ * `sequenceBatchInNode` sends; `sequence_ledger`, migration 001100, runs the same read, planned
+ * with each call's cursor, inside Postgres), `passes` times, alternating the service's database layer (Kysely on its pg pool, its type parsers) with
  * node-postgres running the same compiled SQL and returning text: events per second of each,
  * the median pass.
  */

@@ -9,14 +9,17 @@ import { type Kysely, sql } from 'kysely';
 // does (the export builds its lines the same way); the integers print alike in both.
 //
 // The same rules as the service's form (`LedgerRepository.sequenceBatchInNode`):
-// - only events of transactions below the snapshot's xmin, so none can commit later before one
-//   already read (unless `p_ignore_snapshot`, for a rebase after a restore with the service
-//   stopped). The snapshot is the read's own, taken before the batch writes anything, so this
-//   transaction has no id yet to hold the xmin back;
-// - the cursor moves by compare-and-set on the whole of it, and the entries are written only if
-//   it moved: a batch raced by another sequencer writes nothing and says so (`moved`);
-// - an event without stored canonical text (appended before migration 000700) ends the batch
-//   before it (`needs_text`): its jsonb must be canonicalised by the service.
+// - only events of transactions below the xmin (unless `p_ignore_snapshot`, for a rebase after a
+//   restore with the service stopped), so none can commit later before one already read. The
+//   xmin is read as the function starts, before it writes anything, so this transaction has no
+//   id yet to hold it back; the loop's read takes a later snapshot, which can only see more of
+//   what committed below it;
+// - the cursor moves by compare-and-set on the whole of it, and the entries are written only if it
+//   moved: a batch raced by another sequencer writes nothing and says that the cursor had moved
+//   under it (`moved`);
+// - an event without stored canonical text (appended before migration 000700, or by an older
+//   replica during a rolling upgrade) ends the batch before it (`needs_text`): its jsonb must be
+//   canonicalised by the service, which sequences the rest of the batch from there.
 export async function up(db: Kysely<any>): Promise<void> {
   await sql`
     create function sequence_ledger(p_limit integer, p_ignore_snapshot boolean default false)

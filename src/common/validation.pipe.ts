@@ -13,9 +13,11 @@ interface Issue {
 
 /**
  * Each route's schema as Zod compiles it (`z.compile`), made on the schema's first use: a
- * generated validator for valid input, the same parser as before for invalid input, so the same
- * output and the same issues. A plan validated in 40 µs compiled takes 10 (docs/benchmarks.md,
- * session 17). A schema Zod cannot compile is handed back as it is, and keeps its parser.
+ * generated validator for valid input; for invalid input, after it, the same parser as before,
+ * so the same output and the same issues. A plan validated in 40 µs compiled takes 10
+ * (docs/benchmarks.md, session 17). Refinements and transforms may run twice on invalid input
+ * (once in each), so they must stay free of side effects, as all of ours are. A schema Zod cannot
+ * compile is handed back as it is, and keeps its parser.
  */
 const compiled = new WeakMap<StandardSchemaV1, StandardSchemaV1>();
 

@@ -149,8 +149,9 @@ export class LedgerRepository {
    * cursor moves by compare-and-set on the whole of it, and the entries are written only if it
    * moved: a batch raced by another sequencer writes nothing and is read again from the new
    * cursor; with `ledger.position` the primary key, there can be no gap and no duplicate either
-   * way. Events without stored canonical text (appended before migration 000700) are sequenced
-   * here instead, from their jsonb (`sequenceBatchInNode`).
+   * way. Events without stored canonical text (appended before migration 000700, or by an older
+   * replica during a rolling upgrade) end the function's batch; the rest of the batch, from the
+   * first of them, is sequenced here instead, from their jsonb (`sequenceBatchInNode`).
    *
    * @param ignoreSnapshot only for `rebase-after-restore`, with the service stopped.
    */
@@ -167,12 +168,19 @@ export class LedgerRepository {
            from sequence_ledger(${limit}::integer, ${ignoreSnapshot})`.execute(this.db);
       const r = rows[0];
       if (!r) throw new Error('sequence_ledger answered nothing');
-      if (r.moved) continue; // another sequencer moved the cursor: read again from it
-      if (r.sequenced === 0 && r.needs_text) return this.sequenceBatchInNode(limit, ignoreSnapshot);
+      if (r.moved) continue; // another sequencer moved the cursor first: read again from it
       const first = Number(r.head_position) - r.sequenced + 1;
-      return {
+      const done: SequencedBatch = {
         entries: r.recorded_ms.map((ms, i) => ({ position: first + i, recordedMs: ms })),
         head: { position: Number(r.head_position), hash: r.head_hash },
+      };
+      if (!r.needs_text) return done;
+      // Stopped at an event without text: the rest of the batch from it, here. A batch comes back
+      // short only when nothing more is ready, which the loops of a rebase and a transfer rely on.
+      const rest = await this.sequenceBatchInNode(limit - r.sequenced, ignoreSnapshot);
+      return {
+        entries: [...done.entries, ...rest.entries],
+        head: rest.entries.length ? rest.head : done.head,
       };
     }
   }
