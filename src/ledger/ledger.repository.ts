@@ -96,8 +96,8 @@ export interface SequencerCursor {
  * The sequencer's read: the next `limit` committed events after the cursor, in (tx_id, id) order,
  * a range scan of `event_tx_order_idx` from the cursor whatever the size of the table. Only events
  * of transactions below the snapshot's xmin (unless `ignoreSnapshot`). Built apart so that the
- * benchmark explains and times it (bench/sequencer-scale.ts). `sequence_ledger` (migration 001100)
- * runs the same read, planned with each call's cursor.
+ * benchmark explains and times it (bench/sequencer-scale.ts). `sequence_ledger` (migrations 001100
+ * and 001200) runs the same read, planned with each call's cursor (`EXECUTE`).
  */
 export function unsequencedEvents(
   db: Kysely<Database>,
@@ -141,7 +141,7 @@ export class LedgerRepository {
 
   /**
    * Gives the next committed events their ledger positions, in commit order: one call of
-   * `sequence_ledger` (migration 001100), which reads the events, chains their hashes and writes
+   * `sequence_ledger` (migrations 001100 and 001200), which reads the events, chains their hashes and writes
    * the entries and the cursor in one statement, the payloads never leaving Postgres.
    *
    * Only events of transactions below the snapshot's xmin are read: every transaction below it
