@@ -209,10 +209,10 @@ const loadAverage = () =>
 
 /**
  * Walks the events after `from` in the sequencer's batches with its read statement (the one
- * `sequenceBatchInNode` sends; `sequence_ledger`, migration 001100, runs the same read, planned
- * with each call's cursor, inside Postgres), `passes` times, alternating the service's database layer (Kysely on its pg pool, its type parsers) with
- * node-postgres running the same compiled SQL and returning text: events per second of each,
- * the median pass.
+ * `sequenceBatchInNode` sends; `sequence_ledger`, migrations 001100 and 001200, runs the same
+ * read inside Postgres, planned with each call's cursor by EXECUTE), `passes` times, alternating
+ * the service's database layer (Kysely on its pg pool, its type parsers) with node-postgres
+ * running the same compiled SQL and returning text: events per second of each, the median pass.
  */
 async function readWalks(db: string, from: SequencerCursor, passes: number) {
   const handle = await openDatabase({ database: { kind: 'postgres', url: dbUrl(db), poolMax: 1 } });

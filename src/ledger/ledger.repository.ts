@@ -141,8 +141,8 @@ export class LedgerRepository {
 
   /**
    * Gives the next committed events their ledger positions, in commit order: one call of
-   * `sequence_ledger` (migrations 001100 and 001200), which reads the events, chains their hashes and writes
-   * the entries and the cursor in one statement, the payloads never leaving Postgres.
+   * `sequence_ledger` (migrations 001100 and 001200), which reads the events, chains their hashes
+   * and writes the entries and the cursor in one statement, the payloads never leaving Postgres.
    *
    * Only events of transactions below the snapshot's xmin are read: every transaction below it
    * has ended, so no event can commit later with a smaller (tx_id, id) than one already read. The
@@ -178,10 +178,8 @@ export class LedgerRepository {
       // Stopped at an event without text: the rest of the batch from it, here. A batch comes back
       // short only when nothing more is ready, which the loops of a rebase and a transfer rely on.
       const rest = await this.sequenceBatchInNode(limit - r.sequenced, ignoreSnapshot);
-      return {
-        entries: [...done.entries, ...rest.entries],
-        head: rest.entries.length ? rest.head : done.head,
-      };
+      // rest.head is the state after it, even when another sequencer moved the cursor in between.
+      return { entries: [...done.entries, ...rest.entries], head: rest.head };
     }
   }
 
