@@ -7,9 +7,9 @@ import { up as createFirstForm } from './20261128001100_sequence_function.js';
 // cursor, as the service's own statement had been. But it holds for every statement of the
 // function, and PL/pgSQL evaluates its simple expressions (each `v_position + 1`, each hash) on a
 // fast path that needs a generic plan: under the clause each of the dozen expressions per event
-// went through the planner. On 160,000 events the function took 67-69 µs per event in batches of
-// 5,000 with the clause, 37-41 without it, and 186-192 against 122 in batches of 20 (alternating,
-// `docs/benchmarks.md`, session 17).
+// went through the planner. On 160,000 events a call took 47-69 µs per event in batches of 5,000
+// with the clause, 37-41 without it, and 173-192 against 122 in batches of 20 (wall time of each
+// call, its commit included, alternating: `docs/benchmarks.md`, session 17).
 //
 // The read alone is now planned per call, by EXECUTE: the same statement, the same parameters.
 // Everything else is as in migration 001100, and its comment holds.
