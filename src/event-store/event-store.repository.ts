@@ -141,11 +141,16 @@ export class EventStore {
     this.committer = new GroupCommitter(
       this.db,
       config?.groupCommitInFlight,
-      metrics &&
-        ((appends) => {
+      metrics && {
+        sent(queuedSeconds) {
           metrics.groupCommitCalls.inc();
-          metrics.groupCommitAppends.inc(appends);
-        }),
+          metrics.groupCommitAppends.inc(queuedSeconds.length);
+          for (const s of queuedSeconds) metrics.groupCommitQueued.observe(s);
+        },
+        answered(seconds) {
+          metrics.groupCommitCallDuration.observe(seconds);
+        },
+      },
     );
     this.reader = new GroupReader(
       this.db,

@@ -40,6 +40,22 @@ interface Waiting {
   call: AppendCall;
   resolve: (result: AppendCallResult) => void;
   reject: (err: unknown) => void;
+  /** `performance.now()` when it queued. */
+  queuedAt: number;
+}
+
+/**
+ * Told of each call (the service's metrics): where an append's time goes, queued behind a call in
+ * flight or in its own call (its round trip, the statement and the commit's flush).
+ */
+export interface CommitObserver {
+  /** A call went out with these appends; each had queued this many seconds. */
+  sent(queuedSeconds: readonly number[]): void;
+  /**
+   * This many seconds after it went out, its answer came back or it failed (and a failed batch's
+   * appends were each tried again alone).
+   */
+  answered(seconds: number): void;
 }
 
 /** Appends in one call at most. */
@@ -80,8 +96,7 @@ export class GroupCommitter {
   constructor(
     private readonly db: Kysely<Database>,
     private readonly maxInFlight = DEFAULT_CALLS_IN_FLIGHT,
-    /** Told of every call sent, with how many appends it carries (the service's metrics). */
-    private readonly onCall?: (appends: number) => void,
+    private readonly observer?: CommitObserver,
   ) {
     if (!Number.isInteger(maxInFlight) || maxInFlight < 1) {
       throw new RangeError(`calls in flight must be a whole number ≥ 1, not ${maxInFlight}`);
@@ -90,7 +105,7 @@ export class GroupCommitter {
 
   append(call: AppendCall): Promise<AppendCallResult> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ call, resolve, reject });
+      this.queue.push({ call, resolve, reject, queuedAt: performance.now() });
       this.queuedEvents += call.eventCount;
       this.pump();
     });
@@ -134,7 +149,20 @@ export class GroupCommitter {
   private async send(batch: Waiting[]): Promise<void> {
     this.stats.calls++;
     this.stats.appends += batch.length;
-    this.onCall?.(batch.length);
+    if (this.observer) {
+      const sentAt = performance.now();
+      this.observer.sent(batch.map((w) => (sentAt - w.queuedAt) / 1000));
+      try {
+        await this.sendBatch(batch);
+      } finally {
+        this.observer.answered((performance.now() - sentAt) / 1000);
+      }
+      return;
+    }
+    await this.sendBatch(batch);
+  }
+
+  private async sendBatch(batch: Waiting[]): Promise<void> {
     if (batch.length === 1) {
       const only = batch[0] as Waiting;
       await this.single(only.call).then(only.resolve, only.reject);

@@ -60,4 +60,43 @@ describe('health and access', () => {
     expect(sent).toBeGreaterThanOrEqual(1);
     expect(sent).toBeLessThanOrEqual(6);
   });
+
+  it('times each group-commit call and how long each append queued for one', async () => {
+    const read = async () => {
+      const text = (await request(t.server).get('/metrics').set(AUTH).expect(200)).text;
+      const value = (name: string) => {
+        const m = new RegExp(`^${name} ([0-9.e+-]+)$`, 'm').exec(text);
+        if (!m) throw new Error(`no ${name} in /metrics`);
+        return Number(m[1]);
+      };
+      return {
+        calls: value('ledger_group_commit_calls_total'),
+        callCount: value('ledger_group_commit_call_seconds_count'),
+        callSum: value('ledger_group_commit_call_seconds_sum'),
+        queuedCount: value('ledger_group_commit_queue_seconds_count'),
+        queuedSum: value('ledger_group_commit_queue_seconds_sum'),
+      };
+    };
+    const before = await read();
+    const started = performance.now();
+    await Promise.all(
+      Array.from({ length: 5 }, (_, i) =>
+        request(t.server)
+          .post('/api/v1/rollouts')
+          .set(AUTH)
+          .send({ title: `timed ${i}` })
+          .expect(201),
+      ),
+    );
+    const wall = (performance.now() - started) / 1000;
+    const after = await read();
+    // One duration per call sent, one queue wait per append carried.
+    expect(after.callCount - before.callCount).toBe(after.calls - before.calls);
+    expect(after.queuedCount - before.queuedCount).toBe(5);
+    const callSeconds = after.callSum - before.callSum;
+    expect(callSeconds).toBeGreaterThan(0);
+    // Each call and each wait is a part of the requests' own time, never more than all of it.
+    expect(callSeconds).toBeLessThanOrEqual(wall);
+    expect(after.queuedSum - before.queuedSum).toBeLessThanOrEqual(5 * wall);
+  });
 });
