@@ -11,8 +11,9 @@ import { backendsOf, cpuDuring, processOf } from './lib/cpu.js';
 import { dbUrl, dropDatabase, recreateDatabase, serverVersion } from './lib/pg.js';
 import { pgbench } from './lib/pgbench.js';
 import { migrate, rolloutEvents, rolloutTemplates } from './lib/seed.js';
-import { startServer } from './lib/server.js';
+import { ADMIN_TOKEN, startServer } from './lib/server.js';
 import { count, publish, type Row } from './lib/table.js';
+import { metricValues, scrape } from './soak.js';
 
 const NAME = 'append-ab';
 
@@ -64,6 +65,38 @@ const buildId = (main: string): string => {
   if (existsSync(bundle)) hash.update(readFileSync(bundle));
   return hash.digest('hex').slice(0, 12);
 };
+
+/** The service's own account of its appends, from /metrics: counters and histograms' sums. */
+async function commitCounters(url: string) {
+  const text = await scrape(url, ADMIN_TOKEN);
+  const one = (name: string, labels = '') => metricValues(text, name).get(labels) ?? Number.NaN;
+  const route = '{method="POST",route="/api/v1/rollouts"}';
+  return {
+    calls: one('ledger_group_commit_calls_total'),
+    appends: one('ledger_group_commit_appends_total'),
+    callSeconds: one('ledger_group_commit_call_seconds_sum'),
+    queuedSeconds: one('ledger_group_commit_queue_seconds_sum'),
+    requests: one('http_request_duration_seconds_count', route),
+    requestSeconds: one('http_request_duration_seconds_sum', route),
+  };
+}
+
+/**
+ * Where a run's appends spent their time, as the service saw it: the mean request (from Fastify
+ * receiving it to its answer), the mean wait for a group-commit call to go out, the mean call.
+ */
+function commitBreakdown(
+  before: Awaited<ReturnType<typeof commitCounters>>,
+  after: Awaited<ReturnType<typeof commitCounters>>,
+): string {
+  const d = (k: keyof typeof before) => after[k] - before[k];
+  const ms = (seconds: number, n: number) => ((seconds * 1000) / n).toFixed(2);
+  return (
+    `in the service: request ${ms(d('requestSeconds'), d('requests'))} ms mean, of which queued for a ` +
+    `group-commit call ${ms(d('queuedSeconds'), d('appends'))} ms and its call ` +
+    `${ms(d('callSeconds'), d('calls'))} ms (${(d('appends') / d('calls')).toFixed(1)} appends a call)`
+  );
+}
 
 const label = (env: Record<string, string>, main?: string): string =>
   (main ? `${path.relative(process.cwd(), main)}, ` : '') +
@@ -132,6 +165,7 @@ export async function appendAb(args: Map<string, string>): Promise<void> {
         try {
           const post = rolloutPost(server.url, body);
           await autocannon({ ...post, connections, seconds: 3 }); // warm-up, not counted
+          const counted = await commitCounters(server.url);
           const w = await cpuDuring(
             seconds,
             {
@@ -142,6 +176,7 @@ export async function appendAb(args: Map<string, string>): Promise<void> {
             autocannon({ ...post, connections, seconds, rate }),
           );
           const r = w.result;
+          const breakdown = commitBreakdown(counted, await commitCounters(server.url));
           const events = r.okPerSec * w.seconds;
           const per = (part: string) => Math.round(((w.ms[part] ?? 0) * 1000) / events);
           const sum = sums[i] as { rate: number; ratio: number; cpu: number };
@@ -156,7 +191,7 @@ export async function appendAb(args: Map<string, string>): Promise<void> {
             baseline: { label: 'pgbench, same SQL (append_events), this round', value: base.tps },
             // The port differs per run; without it the command is one line for all runs.
             command: `npm run bench -- ${NAME} … : ${r.command.replace(/127\.0\.0\.1:\d+/, '127.0.0.1:<port>')}`,
-            note: `CPU per event: ${per('node')} µs service + ${per('postgres')} µs its Postgres backends + ${per('autocannon')} µs autocannon; p50 ${r.p50Ms} ms, p99 ${r.p99Ms} ms; ${r.non2xx} non-2xx`,
+            note: `CPU per event: ${per('node')} µs service + ${per('postgres')} µs its Postgres backends + ${per('autocannon')} µs autocannon; p50 ${r.p50Ms} ms, p99 ${r.p99Ms} ms; ${r.non2xx} non-2xx; ${breakdown}`,
           });
         } finally {
           await server.stop();
