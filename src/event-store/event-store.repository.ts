@@ -145,7 +145,7 @@ export class EventStore {
         sent(queuedSeconds) {
           metrics.groupCommitCalls.inc();
           metrics.groupCommitAppends.inc(queuedSeconds.length);
-          for (const s of queuedSeconds) metrics.groupCommitQueued.observe(s);
+          for (const s of queuedSeconds) metrics.groupCommitQueueWait.observe(s);
         },
         answered(seconds) {
           metrics.groupCommitCallDuration.observe(seconds);

@@ -45,16 +45,18 @@ interface Waiting {
 }
 
 /**
- * Told of each call (the service's metrics): where an append's time goes, queued behind a call in
- * flight or in its own call (its round trip, the statement and the commit's flush).
+ * Told of each call (the service's metrics): where an append's time goes, queued in this process
+ * or in its call. A call's time is as this process sees it: a connection from the pool, the round
+ * trip, the statement and its commit, and the wait for this process's event loop to read the
+ * answer. A failed batch's appends, each tried again alone, are neither counted nor timed again.
  */
 export interface CommitObserver {
-  /** A call went out with these appends; each had queued this many seconds. */
-  sent(queuedSeconds: readonly number[]): void;
   /**
-   * This many seconds after it went out, its answer came back or it failed (and a failed batch's
-   * appends were each tried again alone).
+   * A call went out with these appends; each had queued this many seconds (behind the calls in
+   * flight, or behind an earlier append to its stream).
    */
+  sent(queuedSeconds: readonly number[]): void;
+  /** Its answer (or its failure) came back this many seconds after it went out. */
   answered(seconds: number): void;
 }
 
@@ -149,29 +151,30 @@ export class GroupCommitter {
   private async send(batch: Waiting[]): Promise<void> {
     this.stats.calls++;
     this.stats.appends += batch.length;
-    if (this.observer) {
-      const sentAt = performance.now();
-      this.observer.sent(batch.map((w) => (sentAt - w.queuedAt) / 1000));
-      try {
-        await this.sendBatch(batch);
-      } finally {
-        this.observer.answered((performance.now() - sentAt) / 1000);
-      }
-      return;
-    }
-    await this.sendBatch(batch);
-  }
-
-  private async sendBatch(batch: Waiting[]): Promise<void> {
+    const sentAt = performance.now();
+    this.tell((o) => o.sent(batch.map((w) => (sentAt - w.queuedAt) / 1000)));
+    // Timed to the database's answer, before any append it carried is settled: their callers'
+    // work runs after. A failed batch's appends, each tried again alone, are not timed.
+    const answered = () => this.tell((o) => o.answered((performance.now() - sentAt) / 1000));
     if (batch.length === 1) {
       const only = batch[0] as Waiting;
-      await this.single(only.call).then(only.resolve, only.reject);
+      let result: AppendCallResult;
+      try {
+        result = await this.single(only.call);
+      } catch (err) {
+        answered();
+        only.reject(err);
+        return;
+      }
+      answered();
+      only.resolve(result);
       return;
     }
     let results: AppendCallResult[];
     try {
       results = await this.many(batch.map((w) => w.call));
     } catch (err) {
+      answered();
       if (isConnectionFailure(err)) {
         for (const w of batch) w.reject(err);
         return;
@@ -180,11 +183,22 @@ export class GroupCommitter {
       await Promise.all(batch.map((w) => this.single(w.call).then(w.resolve, w.reject)));
       return;
     }
+    answered();
     batch.forEach((w, i) => {
       const r = results[i];
       if (r) w.resolve(r);
       else w.reject(new Error(`append_events_batch gave no outcome for append ${i + 1}`));
     });
+  }
+
+  /** Tells the observer, if any. Metrics never fail an append: an observer that throws is ignored. */
+  private tell(notify: (observer: CommitObserver) => void): void {
+    if (!this.observer) return;
+    try {
+      notify(this.observer);
+    } catch {
+      // The appends go on; a broken metric is not their failure.
+    }
   }
 
   private single(c: AppendCall): Promise<AppendCallResult> {

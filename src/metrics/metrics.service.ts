@@ -39,18 +39,18 @@ export class MetricsService {
     registers: [this.registry],
   });
 
-  // Where an append's time goes under load: queued behind the call in flight, or in its own call.
-  readonly groupCommitQueued = new Histogram({
-    name: 'ledger_group_commit_queue_seconds',
-    help: 'Time an append waited for its call to append_events to go out (behind the call in flight)',
-    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25],
+  // Where an append's time goes under load: queued in this process, or in its call.
+  readonly groupCommitQueueWait = new Histogram({
+    name: 'ledger_group_commit_queue_wait_seconds',
+    help: 'Time an append waited in this process for its call to append_events to go out',
+    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5],
     registers: [this.registry],
   });
 
   readonly groupCommitCallDuration = new Histogram({
-    name: 'ledger_group_commit_call_seconds',
-    help: 'Time from a call to append_events going out to its answer: the round trip, the statement and its commit',
-    buckets: [0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    name: 'ledger_group_commit_call_duration_seconds',
+    help: 'Time from a call to append_events going out to this process reading its answer: pool, round trip, statement, commit and event-loop delay',
+    buckets: [0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 2.5, 5],
     registers: [this.registry],
   });
 

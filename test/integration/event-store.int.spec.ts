@@ -407,53 +407,73 @@ describe('group commit', () => {
     }
   });
 
-  it('retries each append alone when a call carrying several fails, so one bad append fails alone', async () => {
-    const committer = new GroupCommitter(tdb.handle.db, 4);
-    // Hashed as EventStore would, so the stored chains stay valid for the tests after this one.
-    const call = (streamId: string, eventId: string) => {
-      const recordedAt = new Date().toISOString();
-      const e = {
-        eventId,
-        streamId,
-        streamVersion: 1,
-        type: 'T',
-        schemaVersion: 1,
-        data: {},
-        metadata: {},
-        recordedAt,
-      };
-      return {
-        streamId,
-        streamType: 'group',
-        expectedVersion: 0,
-        expectedHead: GENESIS_HASH,
-        recordedAt,
-        eventsJson: JSON.stringify([
-          {
-            event_id: eventId,
-            type: e.type,
-            schema_version: 1,
-            data: {},
-            metadata: {},
-            prev_hash: GENESIS_HASH,
-            hash: eventHash(GENESIS_HASH, e),
-          },
-        ]),
-        eventCount: 1,
-      };
+  // Hashed as EventStore would, so the stored chains stay valid for the tests after this one.
+  const plainCall = (streamId: string, eventId: string) => {
+    const recordedAt = new Date().toISOString();
+    const e = {
+      eventId,
+      streamId,
+      streamVersion: 1,
+      type: 'T',
+      schemaVersion: 1,
+      data: {},
+      metadata: {},
+      recordedAt,
     };
-    // Sent together: the first four go out alone, the other six wait and go as one call, which
+    return {
+      streamId,
+      streamType: 'group',
+      expectedVersion: 0,
+      expectedHead: GENESIS_HASH,
+      recordedAt,
+      eventsJson: JSON.stringify([
+        {
+          event_id: eventId,
+          type: e.type,
+          schema_version: 1,
+          data: {},
+          metadata: {},
+          prev_hash: GENESIS_HASH,
+          hash: eventHash(GENESIS_HASH, e),
+        },
+      ]),
+      eventCount: 1,
+    };
+  };
+  it('retries each append alone when a call carrying several fails, so one bad append fails alone', async () => {
+    const seen = { sent: [] as number[], answered: 0 };
+    const committer = new GroupCommitter(tdb.handle.db, 4, {
+      sent: (queued) => seen.sent.push(queued.length),
+      answered: () => {
+        seen.answered++;
+      },
+    });
+    // Sent together: the first goes out alone, the other nine wait and go as one call, which
     // fails on the last one's id (not a UUID: what EventStore.prepare would never send).
     const streams = Array.from({ length: 10 }, () => newStream('group'));
     const outcomes = await Promise.allSettled(
-      streams.map((s, i) => committer.append(call(s, i === 9 ? 'not-a-uuid' : randomUUID()))),
+      streams.map((s, i) => committer.append(plainCall(s, i === 9 ? 'not-a-uuid' : randomUUID()))),
     );
     expect(outcomes.slice(0, 9).map((o) => o.status === 'fulfilled' && o.value.outcome)).toEqual(
       Array(9).fill('appended'),
     );
     expect(sqlState((outcomes[9] as PromiseRejectedResult).reason)).toBe('22P02');
-    expect(committer.stats).toMatchObject({ appends: 10, batchFallbacks: 1 });
+    expect(committer.stats).toMatchObject({ calls: 2, appends: 10, batchFallbacks: 1 });
+    // The observer hears of the two calls, not of the nine appends tried again alone.
+    expect(seen).toEqual({ sent: [1, 9], answered: 2 });
     expect(await eventRows(streams[9])).toBe(0);
+  });
+
+  it('appends as ever when the observer of its calls throws', async () => {
+    const broken = () => {
+      throw new Error('a metric broke');
+    };
+    const committer = new GroupCommitter(tdb.handle.db, 4, { sent: broken, answered: broken });
+    const streams = Array.from({ length: 5 }, () => newStream('group'));
+    const outcomes = await Promise.all(streams.map((s) => committer.append(plainCall(s, randomUUID()))));
+    expect(outcomes.map((o) => o.outcome)).toEqual(Array(5).fill('appended'));
+    expect(committer.stats).toMatchObject({ calls: 2, appends: 5 });
+    for (const s of streams) expect(await eventRows(s)).toBe(1);
   });
 
   it('keeps each append to its own outcome when appends committed together conflict', async () => {
