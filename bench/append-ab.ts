@@ -8,12 +8,12 @@ import { appendFunctionScript, rolloutPost } from './append-single.js';
 import { intArg } from './lib/args.js';
 import { autocannon } from './lib/autocannon.js';
 import { backendsOf, cpuDuring, processOf } from './lib/cpu.js';
+import { metricValues, scrape } from './lib/metrics.js';
 import { dbUrl, dropDatabase, recreateDatabase, serverVersion } from './lib/pg.js';
 import { pgbench } from './lib/pgbench.js';
 import { migrate, rolloutEvents, rolloutTemplates } from './lib/seed.js';
 import { ADMIN_TOKEN, startServer } from './lib/server.js';
 import { count, publish, type Row } from './lib/table.js';
-import { metricValues, scrape } from './soak.js';
 
 const NAME = 'append-ab';
 
@@ -74,8 +74,8 @@ async function commitCounters(url: string) {
   return {
     calls: one('ledger_group_commit_calls_total'),
     appends: one('ledger_group_commit_appends_total'),
-    callSeconds: one('ledger_group_commit_call_seconds_sum'),
-    queuedSeconds: one('ledger_group_commit_queue_seconds_sum'),
+    callSeconds: one('ledger_group_commit_call_duration_seconds_sum'),
+    queuedSeconds: one('ledger_group_commit_queue_wait_seconds_sum'),
     requests: one('http_request_duration_seconds_count', route),
     requestSeconds: one('http_request_duration_seconds_sum', route),
   };
@@ -83,16 +83,21 @@ async function commitCounters(url: string) {
 
 /**
  * Where a run's appends spent their time, as the service saw it: the mean request (from Fastify
- * receiving it to its answer), the mean wait for a group-commit call to go out, the mean call.
+ * receiving it to its answer), and within it the mean wait for a group-commit call to go out (per
+ * append) and the mean call (per call, as the service saw it: pool, round trip, statement, commit,
+ * and its own event loop reading the answer). Nothing when the build has no such metrics (one
+ * older than session 18, in an A/B of builds) or sent no call.
  */
 function commitBreakdown(
   before: Awaited<ReturnType<typeof commitCounters>>,
   after: Awaited<ReturnType<typeof commitCounters>>,
 ): string {
   const d = (k: keyof typeof before) => after[k] - before[k];
+  const parts = Object.keys(before).map((k) => d(k as keyof typeof before));
+  if (!parts.every(Number.isFinite) || d('calls') <= 0 || d('requests') <= 0) return '';
   const ms = (seconds: number, n: number) => ((seconds * 1000) / n).toFixed(2);
   return (
-    `in the service: request ${ms(d('requestSeconds'), d('requests'))} ms mean, of which queued for a ` +
+    `; in the service: request ${ms(d('requestSeconds'), d('requests'))} ms mean, of which queued for a ` +
     `group-commit call ${ms(d('queuedSeconds'), d('appends'))} ms and its call ` +
     `${ms(d('callSeconds'), d('calls'))} ms (${(d('appends') / d('calls')).toFixed(1)} appends a call)`
   );
@@ -191,7 +196,7 @@ export async function appendAb(args: Map<string, string>): Promise<void> {
             baseline: { label: 'pgbench, same SQL (append_events), this round', value: base.tps },
             // The port differs per run; without it the command is one line for all runs.
             command: `npm run bench -- ${NAME} … : ${r.command.replace(/127\.0\.0\.1:\d+/, '127.0.0.1:<port>')}`,
-            note: `CPU per event: ${per('node')} µs service + ${per('postgres')} µs its Postgres backends + ${per('autocannon')} µs autocannon; p50 ${r.p50Ms} ms, p99 ${r.p99Ms} ms; ${r.non2xx} non-2xx; ${breakdown}`,
+            note: `CPU per event: ${per('node')} µs service + ${per('postgres')} µs its Postgres backends + ${per('autocannon')} µs autocannon; p50 ${r.p50Ms} ms, p99 ${r.p99Ms} ms; ${r.non2xx} non-2xx${breakdown}`,
           });
         } finally {
           await server.stop();

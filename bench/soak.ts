@@ -6,6 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { PGlite } from '@electric-sql/pglite';
 import { type SamplePlatform, startSamplePlatform } from '../test/fixtures/sample-platform.js';
 import { intArg } from './lib/args.js';
+import { metricValues, scrape } from './lib/metrics.js';
 import { adminQuery, dbUrl, dropDatabase, recreateDatabase, serverVersion } from './lib/pg.js';
 import { ADMIN_TOKEN, startServer } from './lib/server.js';
 import { publish } from './lib/table.js';
@@ -284,24 +285,6 @@ export function rssMbOf(pid: number): number {
   const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   if (!m) throw new Error(`no VmRSS in /proc/${pid}/status`);
   return Number(m[1]) / 1024;
-}
-
-/** The samples of one metric in a Prometheus text exposition, by their label string. */
-export function metricValues(text: string, name: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name)) continue;
-    const m = /^([a-zA-Z_:][\w:]*)(\{[^}]*\})?\s+(\S+)/.exec(line);
-    if (m?.[1] !== name) continue;
-    out.set(m[2] ?? '', Number(m[3]));
-  }
-  return out;
-}
-
-export async function scrape(base: string, token: string): Promise<string> {
-  const res = await fetch(`${base}/metrics`, { headers: { Authorization: `Bearer ${token}` } });
-  if (res.status !== 200) throw new Error(`/metrics answered ${res.status}`);
-  return res.text();
 }
 
 /** `ledger_sequencer_leader` of an instance: 1 while it sequences the ledger. */
