@@ -29,7 +29,7 @@ export class MetricsService {
 
   readonly groupCommitCalls = new Counter({
     name: 'ledger_group_commit_calls_total',
-    help: 'Calls to append_events sent by this instance (one transaction each)',
+    help: 'Calls to append_events sent by this instance (one transaction each; not the retries alone after a failed batch)',
     registers: [this.registry],
   });
 

@@ -407,7 +407,7 @@ describe('group commit', () => {
     }
   });
 
-  // Hashed as EventStore would, so the stored chains stay valid for the tests after this one.
+  // Hashed as EventStore would, so the stored chains stay valid for the tests after these.
   const plainCall = (streamId: string, eventId: string) => {
     const recordedAt = new Date().toISOString();
     const e = {
@@ -440,6 +440,7 @@ describe('group commit', () => {
       eventCount: 1,
     };
   };
+
   it('retries each append alone when a call carrying several fails, so one bad append fails alone', async () => {
     const seen = { sent: [] as number[], answered: 0 };
     const committer = new GroupCommitter(tdb.handle.db, 4, {
@@ -465,7 +466,9 @@ describe('group commit', () => {
   });
 
   it('appends as ever when the observer of its calls throws', async () => {
+    let told = 0;
     const broken = () => {
+      told++;
       throw new Error('a metric broke');
     };
     const committer = new GroupCommitter(tdb.handle.db, 4, { sent: broken, answered: broken });
@@ -473,6 +476,7 @@ describe('group commit', () => {
     const outcomes = await Promise.all(streams.map((s) => committer.append(plainCall(s, randomUUID()))));
     expect(outcomes.map((o) => o.outcome)).toEqual(Array(5).fill('appended'));
     expect(committer.stats).toMatchObject({ calls: 2, appends: 5 });
+    expect(told).toBe(4); // sent and answered, for each of the two calls
     for (const s of streams) expect(await eventRows(s)).toBe(1);
   });
 
