@@ -66,6 +66,8 @@ const buildId = (main: string): string => {
   return hash.digest('hex').slice(0, 12);
 };
 
+type CommitCounters = Awaited<ReturnType<typeof commitCounters>>;
+
 /** The service's own account of its appends, from /metrics: counters and histograms' sums. */
 async function commitCounters(url: string) {
   const text = await scrape(url, ADMIN_TOKEN);
@@ -88,12 +90,9 @@ async function commitCounters(url: string) {
  * and its own event loop reading the answer). Nothing when the build has no such metrics (one
  * older than session 18, in an A/B of builds) or sent no call.
  */
-function commitBreakdown(
-  before: Awaited<ReturnType<typeof commitCounters>>,
-  after: Awaited<ReturnType<typeof commitCounters>>,
-): string {
-  const d = (k: keyof typeof before) => after[k] - before[k];
-  const parts = Object.keys(before).map((k) => d(k as keyof typeof before));
+function commitBreakdown(before: CommitCounters, after: CommitCounters): string {
+  const d = (k: keyof CommitCounters) => after[k] - before[k];
+  const parts = Object.keys(before).map((k) => d(k as keyof CommitCounters));
   if (!parts.every(Number.isFinite) || d('calls') <= 0 || d('requests') <= 0) return '';
   const ms = (seconds: number, n: number) => ((seconds * 1000) / n).toFixed(2);
   return (

@@ -158,23 +158,13 @@ export class GroupCommitter {
     const answered = () => this.tell((o) => o.answered((performance.now() - sentAt) / 1000));
     if (batch.length === 1) {
       const only = batch[0] as Waiting;
-      let result: AppendCallResult;
-      try {
-        result = await this.single(only.call);
-      } catch (err) {
-        answered();
-        only.reject(err);
-        return;
-      }
-      answered();
-      only.resolve(result);
+      await this.single(only.call).finally(answered).then(only.resolve, only.reject);
       return;
     }
     let results: AppendCallResult[];
     try {
-      results = await this.many(batch.map((w) => w.call));
+      results = await this.many(batch.map((w) => w.call)).finally(answered);
     } catch (err) {
-      answered();
       if (isConnectionFailure(err)) {
         for (const w of batch) w.reject(err);
         return;
@@ -183,7 +173,6 @@ export class GroupCommitter {
       await Promise.all(batch.map((w) => this.single(w.call).then(w.resolve, w.reject)));
       return;
     }
-    answered();
     batch.forEach((w, i) => {
       const r = results[i];
       if (r) w.resolve(r);
