@@ -1,5 +1,5 @@
-import { randomUUID } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
+import { uuidv7 } from '../../src/common/ids.js';
 import { openDatabase } from '../../src/database/database.js';
 import { EventStore } from '../../src/event-store/event-store.repository.js';
 import { dbUrl } from './pg.js';
@@ -41,7 +41,7 @@ async function main(db: string, rate: number, maxInFlight: number): Promise<void
       return;
     }
     inFlight++;
-    const { streamId, events: batch } = rolloutEvents(templates, i++, randomUUID());
+    const { streamId, events: batch } = rolloutEvents(templates, i++, uuidv7());
     const t = performance.now();
     const p = store
       .append(streamId, batch, { expectedVersion: 'no_stream', streamType: 'rollout' })

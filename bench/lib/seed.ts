@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
+import { uuidv7 } from '../../src/common/ids.js';
 import { openDatabase } from '../../src/database/database.js';
 import { migrateToLatest } from '../../src/database/migrator.js';
 import type { Json } from '../../src/database/schema.js';
@@ -97,7 +98,7 @@ export async function seedRollouts(dbName: string, rollouts: number, workers = 8
     await Promise.all(
       Array.from({ length: workers }, async () => {
         for (let i = next++; i < rollouts; i = next++) {
-          const { streamId, events: batch } = rolloutEvents(templates, i, randomUUID());
+          const { streamId, events: batch } = rolloutEvents(templates, i, uuidv7());
           await store.append(streamId, batch, { expectedVersion: 'no_stream', streamType: 'rollout' });
           events += batch.length;
         }

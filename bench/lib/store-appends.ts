@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { uuidv7 } from '../../src/common/ids.js';
 import { loadConfig } from '../../src/config/config.js';
 import { openDatabase } from '../../src/database/database.js';
 import { EventStore } from '../../src/event-store/event-store.repository.js';
@@ -45,7 +46,7 @@ export async function storeAppends(
       Array.from({ length: concurrency }, async () => {
         while (performance.now() < until) {
           const t = performance.now();
-          const streamId = `rollout-${randomUUID()}`;
+          const streamId = `rollout-${uuidv7()}`;
           await store.append(streamId, makeEvents(), { expectedVersion: 'no_stream', streamType: 'rollout' });
           latencies.push(performance.now() - t);
           if (acks) acked.push([streamId, Date.now()]);

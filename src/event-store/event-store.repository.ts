@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { Inject, Injectable, Optional } from '@nestjs/common';
 import { type CompiledQuery, type Kysely, sql } from 'kysely';
 import {
@@ -7,6 +6,7 @@ import {
   IdempotencyConflict,
   InvalidInput,
 } from '../common/errors.js';
+import { uuidv7 } from '../common/ids.js';
 import { APP_CONFIG, type AppConfig } from '../config/config.js';
 import type { DatabaseHandle } from '../database/database.js';
 import { DATABASE } from '../database/database.module.js';
@@ -519,7 +519,7 @@ export class EventStore {
     const seen = new Set<string>();
     return events.map((e, i) => {
       const at = `events[${i}]`;
-      const eventId = (e.eventId ?? randomUUID()).toLowerCase();
+      const eventId = (e.eventId ?? uuidv7()).toLowerCase();
       if (!UUID.test(eventId)) throw new InvalidInput(`${at}.eventId`, 'must be a UUID');
       if (seen.has(eventId)) throw new InvalidInput(`${at}.eventId`, 'is repeated in this append');
       seen.add(eventId);

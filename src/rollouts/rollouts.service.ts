@@ -1,7 +1,8 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { Injectable } from '@nestjs/common';
 import type { Principal } from '../auth/principal.js';
 import { ConcurrencyConflict, IdempotencyConflict, NotFound } from '../common/errors.js';
+import { uuidText, uuidv7 } from '../common/ids.js';
 import type { Json } from '../database/schema.js';
 import { EventStore } from '../event-store/event-store.repository.js';
 import type { StoredEvent } from '../event-store/event-store.types.js';
@@ -55,8 +56,7 @@ export function derivedUuid(...parts: string[]): string {
   const h = createHash('sha256').update(parts.join('\u0000')).digest();
   h[6] = ((h[6] as number) & 0x0f) | 0x80;
   h[8] = ((h[8] as number) & 0x3f) | 0x80;
-  const x = h.subarray(0, 16).toString('hex');
-  return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20, 32)}`;
+  return uuidText(h);
 }
 
 /**
@@ -96,11 +96,10 @@ export class RolloutsService {
   private readonly folds = new FoldCache();
 
   create(plan: Plan, ctx: WriteContext): Promise<WriteResult> {
-    // With an Idempotency-Key the rollout id itself is derived, so a retry names the same rollout.
-    const id = ctx.idempotencyKey
-      ? derivedUuid('rollout', ctx.principal.id, ctx.idempotencyKey)
-      : randomUUID();
-    // A fresh random id names no stream yet: no need to read it before the first attempt.
+    // With an Idempotency-Key the rollout id itself is derived, so a retry names the same rollout;
+    // without one it is in time order (uuidv7), so the indexes on it grow at their right-hand end.
+    const id = ctx.idempotencyKey ? derivedUuid('rollout', ctx.principal.id, ctx.idempotencyKey) : uuidv7();
+    // A fresh id names no stream yet: no need to read it before the first attempt.
     return this.write(id, { type: 'PlanRollout', rolloutId: id, plan }, ctx, !ctx.idempotencyKey);
   }
 

@@ -51,6 +51,8 @@ interface Expected {
 
 const HEX64 = /^[0-9a-f]{64}$/;
 const UUID_V4 = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+/** The service's own event ids are in time order (src/common/ids.ts). */
+const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 const ISO_MS = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 
 /** Appends `n` TestHappened events to a stream, remembering what was sent, in order. */
@@ -255,7 +257,7 @@ describe('ledger HTTP surface', () => {
           data: want.data,
           metadata: want.metadata,
         });
-        expect(e.eventId).toMatch(UUID_V4);
+        expect(e.eventId).toMatch(UUID_V7);
         expect(e.hash).toMatch(HEX64);
         expect(e.prevHash).toBe(i === 0 ? GENESIS_HASH : events[i - 1]!.hash);
         expect(e.recordedAt).toMatch(ISO_MS);

@@ -160,6 +160,22 @@ async function timeBetween(): Promise<string> {
 // ---------------------------------------------------------------------------------------------
 
 describe('happy path of every endpoint', () => {
+  it('POST /rollouts without an Idempotency-Key names the rollout in time order (UUIDv7)', async () => {
+    const before = Date.now();
+    const first = (await post(BASE, PLAN).expect(201)).body.id as string;
+    await new Promise((resolve) => setTimeout(resolve, 3));
+    const second = (await post(BASE, PLAN).expect(201)).body.id as string;
+    const after = Date.now();
+    for (const id of [first, second]) {
+      expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+      const ms = Number.parseInt(id.replaceAll('-', '').slice(0, 12), 16);
+      expect(ms).toBeGreaterThanOrEqual(before);
+      expect(ms).toBeLessThanOrEqual(after);
+    }
+    // Made milliseconds apart, the later one sorts after: its index entries land at the end.
+    expect(second > first).toBe(true);
+  });
+
   it('POST /rollouts records the plan: 201, Location, ETag "1", { id, version, status }', async () => {
     const res = await post(BASE, PLAN).expect(201);
     expect(res.headers['content-type']).toMatch(/^application\/json/);
