@@ -1,14 +1,19 @@
 import { randomFillSync } from 'node:crypto';
 
-/** 16 bytes as a UUID's text: lower-case hex in the 8-4-4-4-12 groups. */
+/** The first 16 bytes of `bytes` as a UUID's text: lower-case hex in the 8-4-4-4-12 groups. */
 export function uuidText(bytes: Uint8Array): string {
-  const x = Buffer.from(bytes.buffer, bytes.byteOffset, 16).toString('hex');
+  if (bytes.byteLength < 16) throw new RangeError(`a UUID needs 16 bytes, not ${bytes.byteLength}`);
+  const x = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex', 0, 16);
   return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20, 32)}`;
 }
 
-/** Random bytes drawn ahead, as `crypto.randomUUID` does, so an id costs no call into OpenSSL. */
+/**
+ * Random bytes drawn ahead, as `crypto.randomUUID` does, so an id costs no call into OpenSSL. In a
+ * memory of their own (`allocUnsafeSlow`), not in the pool Node carves small Buffers from, so no
+ * other Buffer's memory ever holds the random part of an id yet to be made.
+ */
 const POOL_BYTES = 10 * 256;
-let pool = Buffer.alloc(0);
+const pool = Buffer.allocUnsafeSlow(POOL_BYTES);
 let taken = POOL_BYTES;
 
 /**
@@ -27,7 +32,7 @@ let taken = POOL_BYTES;
  */
 export function uuidv7(now: number = Date.now()): string {
   if (taken + 10 > POOL_BYTES) {
-    pool = randomFillSync(Buffer.allocUnsafe(POOL_BYTES));
+    randomFillSync(pool);
     taken = 0;
   }
   const id = Buffer.allocUnsafe(16);

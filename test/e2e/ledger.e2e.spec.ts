@@ -258,6 +258,10 @@ describe('ledger HTTP surface', () => {
           metadata: want.metadata,
         });
         expect(e.eventId).toMatch(UUID_V7);
+        // Its first 48 bits are the millisecond the store made it in, during the seeding.
+        const idMs = Number.parseInt(e.eventId.replaceAll('-', '').slice(0, 12), 16);
+        expect(idMs).toBeGreaterThanOrEqual(seedStart);
+        expect(idMs).toBeLessThanOrEqual(seedEnd);
         expect(e.hash).toMatch(HEX64);
         expect(e.prevHash).toBe(i === 0 ? GENESIS_HASH : events[i - 1]!.hash);
         expect(e.recordedAt).toMatch(ISO_MS);

@@ -45,8 +45,10 @@ describe('derivedUuid', () => {
     expect(derivedUuid('rollout', 'key-1', 'retry-7')).toBe('60cb9979-1a95-8b2b-9657-3810d108b820');
   });
 
-  it('uuidText writes the 8-4-4-4-12 groups of the first 16 bytes', () => {
+  it('uuidText writes the 8-4-4-4-12 groups of the first 16 bytes, of a view at any offset', () => {
     const bytes = Uint8Array.from({ length: 20 }, (_, i) => i * 13);
     expect(uuidText(bytes)).toBe('000d1a27-3441-4e5b-6875-828f9ca9b6c3');
+    expect(uuidText(bytes.subarray(2))).toBe('1a273441-4e5b-6875-828f-9ca9b6c3d0dd');
+    expect(() => uuidText(bytes.subarray(5))).toThrow(/16 bytes, not 15/);
   });
 });
