@@ -30,28 +30,13 @@ export function pgbenchJson(value: unknown): string {
 }
 
 /**
- * A uuid in time order, as the service names rollouts and events (`uuidv7`, src/common/ids.ts),
- * written for pgbench: the transaction's start in milliseconds (`now()`, the same in every
- * statement of the transaction) in the first 48 bits, then bits of the MD5 of `seed`. So the
- * baseline's inserts land where the service's do, at the right-hand end of each index on an id.
- */
-const orderedId = (seed: string) =>
-  `overlay(md5(${seed}) placing lpad(to_hex((extract(epoch from now()) * 1000)::bigint), 12, '0') from 1 for 12)::uuid`;
-
-/** A new rollout stream's id for each pgbench transaction (its client and random draw). */
-const pgbenchStreamId = `'rollout-' || ${orderedId(`'s-' || :client_id || '-' || :r`)}::text`;
-
-/** The id of the transaction's `i`-th event. */
-const pgbenchEventId = (i: number) => orderedId(`'e${i}-' || :client_id || '-' || :r`);
-
-/**
  * What one `EventStore.append` of one event to a new stream runs, in the same transaction, as a
  * pgbench script: advisory lock, stream upsert, row lock, idempotency look-up, insert, stream
  * update. Ids come from pgbench's random() so that every transaction writes a new stream.
  */
 export function singleAppendScript(data: unknown, metadata: unknown, eventsPerTx = 1): string {
-  const sid = pgbenchStreamId;
-  const eid = pgbenchEventId;
+  const sid = `'rollout-' || :client_id || '-' || :r`;
+  const eid = (i: number) => `md5('e${i}-' || :client_id || '-' || :r)::uuid`;
   const ids = Array.from({ length: eventsPerTx }, (_, i) => eid(i)).join(', ');
   const rows = Array.from(
     { length: eventsPerTx },
@@ -86,11 +71,11 @@ export function pgbenchText(text: string): string {
  * and a new stream per transaction.
  */
 export function appendFunctionScript(data: unknown, metadata: unknown, eventsPerTx = 1): string {
-  const sid = pgbenchStreamId;
+  const sid = `'rollout-' || :client_id || '-' || :r`;
   const events = Array.from(
     { length: eventsPerTx },
     (_, i) =>
-      `jsonb_build_object('event_id', ${pgbenchEventId(i)}, 'type', 'RolloutPlanned', 'schema_version', 1, 'data_jcs', ${pgbenchText(canonicalJson(data))}::text, 'metadata_jcs', ${pgbenchText(canonicalJson(metadata))}::text, 'prev_hash', '${i === 0 ? GENESIS : HASH}', 'hash', '${HASH}')`,
+      `jsonb_build_object('event_id', md5('e${i}-' || :client_id || '-' || :r)::uuid, 'type', 'RolloutPlanned', 'schema_version', 1, 'data_jcs', ${pgbenchText(canonicalJson(data))}::text, 'metadata_jcs', ${pgbenchText(canonicalJson(metadata))}::text, 'prev_hash', '${i === 0 ? GENESIS : HASH}', 'hash', '${HASH}')`,
   ).join(', ');
   return [
     '\\set r random(1, 999999999999)',
