@@ -22,8 +22,8 @@ let taken = POOL_BYTES;
  * Idempotency-Key, an event whose id the caller did not choose), so that a new id sorts after the
  * older ones and its insert into a unique index lands on the index's right-hand pages, which stay
  * in memory, instead of on a random page of an index that outgrows `shared_buffers`. With random
- * (version 4) ids the append path ran 14 % slower at 10 M events than at 100,000; with these, as
- * fast (docs/benchmarks.md, "Ids in time order (session 20)").
+ * (version 4) ids the append path ran about 11 % slower at 10 M events than at a few hundred
+ * thousand; with these, as fast (docs/benchmarks.md, "Ids in time order (session 20)").
  *
  * Ids of the same millisecond are in no particular order among themselves, which RFC 9562 allows:
  * nothing relies on their order, only on their locality. An id tells the millisecond it was made
