@@ -3,6 +3,7 @@ import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AUTH, startTestApp, type TestApp } from '../support/app.js';
 import { bearer, type CreatedKey, createKey } from '../support/auth.js';
+import { UUID_V7, uuidv7Ms } from '../support/ids.js';
 import { eventually } from '../support/wait.js';
 
 // The rollout REST contract, end to end over HTTP: every endpoint's happy path, every 4xx class,
@@ -167,10 +168,9 @@ describe('happy path of every endpoint', () => {
     const second = (await post(BASE, PLAN).expect(201)).body.id as string;
     const after = Date.now();
     for (const id of [first, second]) {
-      expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
-      const ms = Number.parseInt(id.replaceAll('-', '').slice(0, 12), 16);
-      expect(ms).toBeGreaterThanOrEqual(before);
-      expect(ms).toBeLessThanOrEqual(after);
+      expect(id).toMatch(UUID_V7);
+      expect(uuidv7Ms(id)).toBeGreaterThanOrEqual(before);
+      expect(uuidv7Ms(id)).toBeLessThanOrEqual(after);
     }
     // Made milliseconds apart, the later one sorts after: its index entries land at the end.
     expect(second > first).toBe(true);

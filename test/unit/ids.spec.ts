@@ -2,10 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { uuidText, uuidv7 } from '../../src/common/ids.js';
 import { rolloutIdParam } from '../../src/rollouts/rollouts.dto.js';
 import { derivedUuid } from '../../src/rollouts/rollouts.service.js';
-
-const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
-/** The Unix milliseconds in a version 7 id's first 48 bits. */
-const msOf = (id: string) => Number.parseInt(id.replaceAll('-', '').slice(0, 12), 16);
+import { UUID_V7, uuidv7Ms } from '../support/ids.js';
 
 describe('uuidv7', () => {
   it('is a version 7, variant 10 UUID holding the millisecond it was made in', () => {
@@ -13,9 +10,9 @@ describe('uuidv7', () => {
     const id = uuidv7();
     const after = Date.now();
     expect(id).toMatch(UUID_V7);
-    expect(msOf(id)).toBeGreaterThanOrEqual(before);
-    expect(msOf(id)).toBeLessThanOrEqual(after);
-    expect(msOf(uuidv7(1_764_330_000_123))).toBe(1_764_330_000_123);
+    expect(uuidv7Ms(id)).toBeGreaterThanOrEqual(before);
+    expect(uuidv7Ms(id)).toBeLessThanOrEqual(after);
+    expect(uuidv7Ms(uuidv7(1_764_330_000_123))).toBe(1_764_330_000_123);
   });
 
   it('sorts an id of a later millisecond after every id of an earlier one (as text: so does uuid)', () => {
